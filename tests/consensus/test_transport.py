@@ -40,6 +40,8 @@ async def pair() -> AsyncIterator[tuple[Node, Node]]:
         await b.t.start()
         a.t.set_peer_address(2, b.t.listen_addr)
         b.t.set_peer_address(1, a.t.listen_addr)
+        # Appends sent before a link is up are dropped by design; start connected.
+        await wait_until(lambda: a.t.stats()[2].connected and b.t.stats()[1].connected)
         yield a, b
     finally:
         await a.t.close()
@@ -91,13 +93,13 @@ async def test_reconnects_after_peer_restarts(pair: tuple[Node, Node]) -> None:
         await b2.t.close()
 
 
-async def test_queue_to_dead_peer_is_bounded_and_sheds_appends_first() -> None:
+async def test_appends_to_unreachable_peer_are_dropped_votes_kept() -> None:
     # Reserve a port nobody listens on (yet).
     probe = await asyncio.start_server(lambda r, w: None, HOST, 0)
     port = probe.sockets[0].getsockname()[1]
     probe.close()
     await probe.wait_closed()
-    a = Node(1, {1: (HOST, 0), 2: (HOST, port)}, max_queue_msgs=10, backoff_max=0.05)
+    a = Node(1, {1: (HOST, 0), 2: (HOST, port)}, backoff_max=0.05)
     b = Node(2, {1: (HOST, 0), 2: (HOST, port)})
     b.t.listen_addr = (HOST, port)
     try:
@@ -106,28 +108,70 @@ async def test_queue_to_dead_peer_is_bounded_and_sheds_appends_first() -> None:
         for i in range(50):
             a.t.send(append(1, 2, i))
         st = a.t.stats()[2]
-        assert st.dropped == 41
-        assert st.queued_msgs == 10
+        assert st.dropped == 50
+        assert st.queued_msgs == 1
         await b.t.start()
-        await wait_until(lambda: len(b.inbox) == 10)
+        await wait_until(lambda: len(b.inbox) == 1)
         assert b.inbox[0].type == MsgType.VOTE
-        assert [m.entries[0].index for m in b.inbox[1:]] == list(range(41, 50))
+        a.t.send(append(1, 2, 99))  # connected now: delivered
+        await wait_until(lambda: len(b.inbox) == 2)
     finally:
         await a.t.close()
         await b.t.close()
 
 
-async def test_queue_is_bounded_by_bytes() -> None:
-    a = Node(1, {1: (HOST, 0), 2: (HOST, 1)}, max_queue_bytes=10_000)
+async def test_queue_to_slow_peer_is_bounded_and_sheds_appends_first() -> None:
+    # A peer that accepts the connection but never reads: the socket buffers
+    # fill, the writer blocks in drain, and the queue must stay bounded.
+    conns: list[asyncio.StreamWriter] = []
+
+    async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conns.append(writer)
+
+    stuck = await asyncio.start_server(never_read, HOST, 0)
+    port = stuck.sockets[0].getsockname()[1]
+    a = Node(1, {1: (HOST, 0), 2: (HOST, port)}, max_queue_msgs=50)
     try:
         await a.t.start()
-        for i in range(100):
-            a.t.send(append(1, 2, i, size=1000))
+        await wait_until(lambda: a.t.stats()[2].connected)
+        a.t.send(Message(MsgType.VOTE, 1, 2, term=5))
+        for i in range(20_000):
+            a.t.send(append(1, 2, i, size=4096))
+            if i % 500 == 0:
+                await asyncio.sleep(0)  # let the writer push into the socket
         st = a.t.stats()[2]
-        assert st.queued_bytes <= 10_000
-        assert st.dropped == 100 - st.queued_msgs
+        assert st.queued_msgs <= 50
+        assert st.dropped > 0
+        assert st.sent_msgs + st.queued_msgs + st.dropped == 20_001
     finally:
         await a.t.close()
+        for w in conns:
+            w.close()
+        stuck.close()
+        await stuck.wait_closed()
+
+
+async def test_shedding_prefers_appends_over_votes() -> None:
+    a = Node(1, {1: (HOST, 0), 2: (HOST, 1)}, max_queue_msgs=3)
+    out = a.t._out[2]
+    out.stats.connected = True  # pretend: queue without a socket
+    a.t.send(Message(MsgType.VOTE, 1, 2, term=1))
+    for i in range(5):
+        a.t.send(append(1, 2, i))
+    kinds = [t for t, _f in out.queue]
+    assert kinds == [MsgType.VOTE, MsgType.APPEND, MsgType.APPEND]
+    assert out.stats.dropped == 3
+
+
+async def test_queue_is_bounded_by_bytes() -> None:
+    a = Node(1, {1: (HOST, 0), 2: (HOST, 1)}, max_queue_bytes=10_000)
+    out = a.t._out[2]
+    out.stats.connected = True
+    for i in range(100):
+        a.t.send(append(1, 2, i, size=1000))
+    st = a.t.stats()[2]
+    assert st.queued_bytes <= 10_000
+    assert st.dropped == 100 - st.queued_msgs
 
 
 async def _raw_connection_closed_by_server(port: int, payload: bytes) -> bool:

@@ -12,7 +12,9 @@ Why messages may be dropped: Raft tolerates loss (the leader retransmits from
 its progress tracking), so a dead or slow peer must not make us buffer without
 limit. Each peer's send queue is bounded by bytes and by count; past the bound
 the oldest APPEND/HEARTBEAT (then the oldest of anything) is discarded and
-counted in ``PeerStats.dropped``.
+counted in ``PeerStats.dropped``. While a peer is unreachable its APPENDs and
+HEARTBEATs are dropped at once: replaying a backlog of stale appends after a
+restart only delays the resync the leader's next heartbeat starts anyway.
 
 Why one write per batch: ``send`` only enqueues; the per-peer writer task wakes,
 takes everything queued, hands it to the socket with one ``writelines`` and
@@ -186,6 +188,11 @@ class PeerTransport:
             else:
                 log.warning("node %d: message for unknown peer %d dropped", self.node_id, msg.dst)
             return
+        if not out.stats.connected and msg.type in _SHEDDABLE:
+            # The peer is unreachable: a stale append would only be resent in
+            # bulk on reconnect; the leader's next heartbeat resyncs it instead.
+            out.stats.dropped += 1
+            return
         try:
             payload = encode_message(msg)
         except CodecError:
@@ -219,6 +226,12 @@ class PeerTransport:
             out.queued_bytes -= len(frame)
             out.stats.dropped += 1
 
+    def _drop_sheddable(self, out: _Outbound) -> None:
+        kept = deque(item for item in out.queue if item[0] not in _SHEDDABLE)
+        out.stats.dropped += len(out.queue) - len(kept)
+        out.queue = kept
+        out.queued_bytes = sum(len(f) for _t, f in kept)
+
     def stats(self) -> dict[int, PeerStats]:
         for out in self._out.values():
             out.stats.queued_msgs = len(out.queue)
@@ -248,6 +261,7 @@ class PeerTransport:
                 log.info("node %d: link to peer %d lost: %s", self.node_id, out.peer, exc)
             finally:
                 out.stats.connected = False
+                self._drop_sheddable(out)
                 writer.close()
                 with contextlib.suppress(Exception):
                     await writer.wait_closed()
@@ -302,6 +316,10 @@ class PeerTransport:
             self.rejected_connections += 1
             log.warning("node %d: closing inbound connection from %s: %s", self.node_id, peer, exc)
         except (OSError, ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            # close() cancels us. Returning normally, rather than re-raising, keeps
+            # asyncio's start_server callback (3.11) from logging the cancellation.
             pass
         finally:
             self._inbound.discard(task)
