@@ -1,0 +1,643 @@
+"""Deterministic simulation of a Raft cluster: one seed, one loop, every fault.
+
+Why: the consensus core is only trustworthy if its invariants survive every
+interleaving of messages, crashes and disk failures we can throw at it, and if
+any failure can be replayed exactly. The whole cluster (nodes, network, disks,
+clients, faults, the external authority) runs in one ``EventLoop`` in virtual
+time; every random choice comes from a stream derived from the seed.
+
+How a node is driven (the shell's contract from ``Ready``'s docstring): ticks
+every ``tick`` seconds, ``step`` on delivery; a Ready's snapshot/entries/hard
+state are appended to the simulated disk and its messages are sent, committed
+entries applied and ``advance`` called only when that write's fsync completes
+(virtual time later). A node writes one Ready at a time.
+
+Invariants (checked after every event, or at the moment they can break):
+
+* election safety: at most one leader per term;
+* committed entries are never lost, changed or reordered: every applied entry
+  must match a global committed log, applied indexes are contiguous;
+* a node's commit index never decreases, and after a restart it is at least
+  the commit index it had persisted;
+* state machines are identical at the same applied index;
+* an entry becomes visible (applied anywhere) only if a majority holds it
+  durably (tracked from what each simulated disk has synced);
+* the disk codec catches bit rot in synced records (``CorruptLog``);
+* client histories are linearizable (checked at the end);
+* liveness mode: after faults stop, a leader is elected, all nodes converge and
+  a fresh write commits within a bound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+from paddock.consensus import wal
+from paddock.consensus.raft import Config, RaftNode
+from paddock.consensus.types import Entry, Message, Ready, Role, Snapshot
+from paddock.sim.clients import ClientPool
+from paddock.sim.disk import SimDisk
+from paddock.sim.kv import KVStateMachine, decode_command
+from paddock.sim.linearizability import check_history
+from paddock.sim.loop import EventLoop, derive_rng
+from paddock.sim.nemesis import Authority, Nemesis
+from paddock.sim.network import SimNetwork
+
+
+class Violation(Exception):
+    """An invariant failed: ``invariant`` names it, ``detail`` explains."""
+
+    def __init__(self, invariant: str, detail: str) -> None:
+        super().__init__(f"{invariant}: {detail}")
+        self.invariant = invariant
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    seed: int
+    nodes: int = 3
+    mode: str = "safety"  # safety | liveness
+    election: str = "internal"  # internal | external
+    bug: str = ""
+    #: Virtual seconds with faults (the whole run in safety mode).
+    duration: float = 2.5
+    #: Liveness: virtual seconds allowed after healing to elect, converge and commit.
+    liveness_bound: float = 5.0
+    tick: float = 0.01
+    clients: int = 3
+    keys: int = 3
+    trace: bool = False
+
+
+@dataclass(slots=True)
+class RunResult:
+    config: SimConfig
+    ok: bool
+    steps: int
+    commits: int
+    faults: int
+    virtual_time: float
+    failure: Violation | None = None
+    trace: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+    ops: int = 0
+    caught_corruptions: int = 0
+    restarts: int = 0
+    leaders: int = 0
+
+    @property
+    def invariant(self) -> str:
+        return self.failure.invariant if self.failure else ""
+
+
+class Host:
+    """One simulated machine: a RaftNode (when up), its disk and state machine."""
+
+    __slots__ = (
+        "compact_every",
+        "disk",
+        "durable",
+        "id",
+        "inc",
+        "last_commit",
+        "node",
+        "read_points",
+        "restarts",
+        "sm",
+        "synced_commit",
+        "writing",
+    )
+
+    def __init__(self, node_id: int) -> None:
+        self.id = node_id
+        self.node: RaftNode | None = None
+        self.inc = 0  # incarnation: events of a crashed incarnation are ignored
+        self.disk = SimDisk()
+        self.durable = wal.LogState()  # what the disk holds for sure
+        self.sm = KVStateMachine()
+        self.writing = False
+        self.last_commit = 0
+        self.synced_commit = 0
+        self.read_points: list[tuple[int, int]] = []
+        self.restarts = 0
+        self.compact_every = 50
+
+    def has_durably(self, index: int, term: int) -> bool:
+        d = self.durable
+        snap = d.snapshot
+        base = snap.index if snap is not None else 0
+        if index <= base:
+            return True  # covered by a durable snapshot (its contents are checked on apply)
+        pos = index - base - 1
+        return pos < len(d.entries) and d.entries[pos].term == term
+
+
+def _msg_text(m: Message) -> str:
+    s = f"{m.type.name} {m.src}->{m.dst} t{m.term}"
+    if m.index or m.log_term:
+        s += f" i{m.index}/t{m.log_term}"
+    if m.entries:
+        s += f" +{len(m.entries)}[{m.entries[0].index}..{m.entries[-1].index}]"
+    if m.commit:
+        s += f" c{m.commit}"
+    if m.reject:
+        s += f" REJECT hint{m.hint}"
+    if m.snapshot is not None:
+        s += f" snap@{m.snapshot.index}"
+    if m.context:
+        s += f" ctx{m.context}"
+    return s
+
+
+class Cluster:
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg = cfg
+        master = random.Random(cfg.seed)
+        self.net_rng = derive_rng(master)
+        self.disk_rng = derive_rng(master)
+        self.raft_rng = derive_rng(master)
+        self.nemesis_rng = derive_rng(master)
+        self.client_rng = derive_rng(master)
+        self.auth_rng = derive_rng(master)
+        self.setup_rng = derive_rng(master)
+        self.loop = EventLoop()
+        self.node_ids = tuple(range(1, cfg.nodes + 1))
+        self.quorum = cfg.nodes // 2 + 1
+        self.external = cfg.election == "external"
+        self.trace: list[str] | None = [] if cfg.trace else None
+        self.hosts: dict[int, Host] = {i: Host(i) for i in self.node_ids}
+        self.net = SimNetwork(self.loop, self.net_rng, self.node_ids, self._deliver)
+        self._tune_faults()
+        self.committed: dict[int, tuple[int, int, bytes]] = {}  # index -> (term, kind, data)
+        self.state_at: dict[int, tuple[object, ...]] = {}
+        self.leaders: dict[int, int] = {}  # term -> leader id
+        self.request_seq = 0
+        self.caught_corruptions = 0
+        self.disk_faults = 0
+        self.clients = ClientPool(
+            self, self.client_rng, cfg.clients, [f"k{i}" for i in range(cfg.keys)]
+        )
+        self.nemesis = Nemesis(self, self.nemesis_rng)
+        self.authority = Authority(self, self.auth_rng) if self.external else None
+
+    def _tune_faults(self) -> None:
+        r = self.setup_rng
+        f = self.net.faults
+        f.drop = r.choice([0.0, 0.01, 0.05, 0.1])
+        f.duplicate = r.choice([0.0, 0.01, 0.05])
+        f.slow = r.choice([0.0, 0.02, 0.1])
+        self.disk_min = 0.0002 + r.random() * 0.001
+        self.disk_max = self.disk_min + r.random() * 0.003
+        self.disk_slow = r.choice([0.0, 0.02, 0.05])
+        self.rot_chance = r.choice([0.1, 0.3])
+        for h in self.hosts.values():
+            h.compact_every = r.choice([10, 30, 80])
+
+    # -- tracing ------------------------------------------------------------------
+
+    def trace_event(self, node: int, text: str) -> None:
+        if self.trace is not None:
+            who = f"n{node}" if node else "--"
+            self.trace.append(f"{self.loop.now * 1000:10.3f}ms {who:>3} {text}")
+
+    def new_request_id(self) -> int:
+        self.request_seq += 1
+        return self.request_seq
+
+    # -- node lifecycle -------------------------------------------------------------
+
+    def _config(self, node_id: int) -> Config:
+        return Config(
+            id=node_id,
+            peers=self.node_ids,
+            external_election=self.external,
+            bug=self.cfg.bug,
+        )
+
+    def boot(self) -> None:
+        for i in self.node_ids:
+            h = self.hosts[i]
+            h.node = RaftNode(self._config(i), derive_rng(self.raft_rng))
+            self.loop.call_later(self.setup_rng.random() * self.cfg.tick, self._tick, h, h.inc)
+
+    def crash(self, node_id: int) -> None:
+        h = self.hosts[node_id]
+        if h.node is None:
+            return
+        h.node = None
+        h.inc += 1
+        h.writing = False
+        h.read_points = []
+        rep = h.disk.crash(self.disk_rng)
+        if rep.damaged_tail or rep.kept_unsynced:
+            self.disk_faults += 1
+        self.trace_event(
+            node_id,
+            f"CRASH (lost {rep.lost_bytes}B unsynced, kept {rep.kept_unsynced}B"
+            f"{', damaged tail' if rep.damaged_tail else ''})",
+        )
+        self.clients.host_crashed(h)
+
+    def restart(self, node_id: int) -> None:
+        h = self.hosts[node_id]
+        if h.node is not None:
+            return
+        try:
+            rec = h.disk.recover()
+        except wal.CorruptLog as err:
+            raise Violation(
+                "spurious corruption", f"node {node_id}: clean image rejected: {err}"
+            ) from None
+        if self.disk_rng.random() < self.rot_chance:
+            rot = h.disk.rot_synced_bit(self.disk_rng)
+            if rot is not None:
+                self.disk_faults += 1
+                try:
+                    h.disk.recover()
+                except wal.CorruptLog:
+                    self.caught_corruptions += 1
+                    self.trace_event(node_id, f"bit rot at byte {rot.offset} caught; restored")
+                else:
+                    raise Violation(
+                        "undetected corruption",
+                        f"node {node_id}: bit flipped at byte {rot.offset} of synced log "
+                        "was not reported by recovery",
+                    )
+                h.disk.undo_rot(rot)
+                again = h.disk.recover()
+                if again != rec:
+                    raise Violation("restore from backup", f"node {node_id}: state differs")
+        hs = rec.hard_state
+        if hs.commit < h.synced_commit:
+            raise Violation(
+                "commit persisted",
+                f"node {node_id} recovered commit {hs.commit} < synced {h.synced_commit}",
+            )
+        h.synced_commit = hs.commit
+        h.durable = wal.LogState(hs, rec.snapshot, rec.entries)
+        # Rebuild the state machine: snapshot, then committed entries.
+        snap = rec.snapshot
+        if snap is not None:
+            sm = KVStateMachine.restore(snap.data, snap.index)
+            self._check_state(h.id, snap.index, sm)
+        else:
+            sm = KVStateMachine()
+        commit = max(hs.commit, snap.index if snap else 0)
+        for e in rec.entries:
+            if e.index <= sm.applied:
+                continue
+            if e.index > commit:
+                break
+            self._apply_entry(h, sm, e, notify=False)
+        h.sm = sm
+        if sm.applied != commit:
+            raise Violation(
+                "recovery",
+                f"node {node_id}: replayed to {sm.applied}, committed {commit}",
+            )
+        node = RaftNode(
+            self._config(node_id),
+            derive_rng(self.raft_rng),
+            hard_state=hs,
+            snapshot=snap,
+            entries=rec.entries,
+            applied=sm.applied,
+        )
+        if node.commit < hs.commit:
+            raise Violation("commit persisted", f"node {node_id}: {node.commit} < {hs.commit}")
+        h.node = node
+        h.last_commit = node.commit
+        h.restarts += 1
+        self.trace_event(
+            node_id,
+            f"RESTART term {hs.term} vote {hs.vote} commit {hs.commit} "
+            f"snap {snap.index if snap else 0} last {node.last_index}",
+        )
+        self.loop.call_later(self.setup_rng.random() * self.cfg.tick, self._tick, h, h.inc)
+
+    # -- driving nodes ------------------------------------------------------------
+
+    def _tick(self, h: Host, inc: int) -> None:
+        if h.inc != inc or h.node is None:
+            return
+        h.node.tick()
+        self.pump(h)
+        self.loop.call_later(self.cfg.tick, self._tick, h, inc)
+
+    def _deliver(self, m: Message) -> None:
+        h = self.hosts.get(m.dst)
+        if h is None or h.node is None:
+            return
+        if self.trace is not None:
+            self.trace_event(m.dst, "recv " + _msg_text(m))
+        h.node.step(m)
+        self.pump(h)
+
+    def campaign(self, node_id: int) -> None:
+        h = self.hosts[node_id]
+        if h.node is None:
+            return
+        h.node.campaign()
+        self.pump(h)
+
+    def current_leader(self) -> int:
+        best = 0
+        best_term = -1
+        for i in self.node_ids:
+            n = self.hosts[i].node
+            if n is not None and n.role == Role.LEADER and n.term > best_term:
+                best, best_term = i, n.term
+        return best
+
+    def pump(self, h: Host) -> None:
+        """Hand the node's pending Ready to the disk (or finish it at once)."""
+        while not h.writing:
+            node = h.node
+            if node is None or not node.has_ready():
+                return
+            rd = node.ready()
+            if rd.soft_state is not None and self.trace is not None:
+                ss = rd.soft_state
+                self.trace_event(h.id, f"role {ss.role.name} term {node.term} leader {ss.leader}")
+            if rd.must_sync:
+                h.writing = True
+                n = h.disk.append(
+                    snapshot=rd.snapshot, entries=rd.entries, hard_state=rd.hard_state
+                )
+                delay = self.disk_min + self.disk_rng.random() * (self.disk_max - self.disk_min)
+                if self.disk_slow and self.disk_rng.random() < self.disk_slow:
+                    delay += self.disk_rng.random() * 0.03
+                if self.trace is not None:
+                    hs = rd.hard_state
+                    what = []
+                    if rd.snapshot is not None:
+                        what.append(f"snap@{rd.snapshot.index}")
+                    if rd.entries:
+                        what.append(f"entries {rd.entries[0].index}..{rd.entries[-1].index}")
+                    if hs is not None:
+                        what.append(f"hs(t{hs.term} v{hs.vote} c{hs.commit})")
+                    self.trace_event(h.id, f"write {' '.join(what)} {n}B")
+                self.loop.call_later(delay, self._write_done, h, h.inc, rd)
+                return
+            self._finish(h, rd)
+
+    def _write_done(self, h: Host, inc: int, rd: Ready) -> None:
+        if h.inc != inc or h.node is None:
+            return
+        h.disk.sync()
+        d = h.durable
+        if rd.snapshot is not None:
+            d.apply_snapshot(rd.snapshot, wal.SnapshotMode.DROP_ALL)
+        for e in rd.entries:
+            d.apply_entry(e)
+        hs = rd.hard_state
+        if hs is not None:
+            if hs.commit < h.synced_commit:
+                raise Violation(
+                    "commit monotonic",
+                    f"node {h.id} persisted commit {hs.commit} < {h.synced_commit}",
+                )
+            h.synced_commit = hs.commit
+            d.hard_state = hs
+        h.writing = False
+        self.trace_event(h.id, "fsync done")
+        self._finish(h, rd)
+        self.pump(h)
+
+    def _finish(self, h: Host, rd: Ready) -> None:
+        node = h.node
+        assert node is not None
+        send = self.net.send
+        for m in rd.messages:
+            send(m)
+        if rd.snapshot is not None:
+            snap = rd.snapshot
+            if snap.index < h.sm.applied:
+                raise Violation(
+                    "applied regressed",
+                    f"node {h.id} installs snapshot {snap.index} below applied {h.sm.applied}",
+                )
+            h.sm = KVStateMachine.restore(snap.data, snap.index)
+            self._check_state(h.id, snap.index, h.sm)
+            self.trace_event(h.id, f"apply snapshot @{snap.index}")
+        if rd.committed:
+            sm = h.sm
+            for e in rd.committed:
+                self._apply_entry(h, sm, e, notify=True)
+            if self.trace is not None:
+                self.trace_event(h.id, f"apply {rd.committed[0].index}..{rd.committed[-1].index}")
+        for rs in rd.read_states:
+            self.clients.read_point(h, rs.request_id, rs.index)
+        if h.read_points:
+            self.clients.applied_up_to(h)
+        for rid in rd.dropped_reads:
+            self.clients.read_dropped(h, rid)
+        node.advance(rd)
+        if node.applied != h.sm.applied:
+            raise Violation(
+                "applied index",
+                f"node {h.id}: node says applied {node.applied}, state machine {h.sm.applied}",
+            )
+        if h.sm.applied - node.log.snapshot.index >= h.compact_every and not h.writing:
+            self._compact(h)
+
+    def _compact(self, h: Host) -> None:
+        node = h.node
+        assert node is not None
+        node.compact(h.sm.applied, h.sm.serialize())
+        snap = node.log.snapshot
+        d = h.durable
+        d.apply_snapshot(snap, wal.SnapshotMode.KEEP_SUFFIX)
+        h.disk.rewrite(d.snapshot, d.hard_state, d.entries)
+        self.trace_event(h.id, f"compact @{snap.index} (log rewritten, {h.disk.size}B)")
+
+    def _apply_entry(self, h: Host, sm: KVStateMachine, e: Entry, notify: bool) -> None:
+        if e.index != sm.applied + 1:
+            raise Violation(
+                "apply order",
+                f"node {h.id} applies index {e.index} after {sm.applied}",
+            )
+        got = self.committed.get(e.index)
+        mine = (e.term, int(e.kind), e.data)
+        if got is None:
+            holders = [i for i in self.node_ids if self.hosts[i].has_durably(e.index, e.term)]
+            if len(holders) < self.quorum:
+                raise Violation(
+                    "minority commit",
+                    f"entry {e.index} (term {e.term}) applied by node {h.id} but durable "
+                    f"only on {holders} (quorum {self.quorum})",
+                )
+            self.committed[e.index] = mine
+        elif got != mine:
+            raise Violation(
+                "committed entry changed",
+                f"node {h.id} applies index {e.index} as (term {e.term}, {e.data!r}); "
+                f"committed was (term {got[0]}, {got[2]!r})",
+            )
+        result = sm.apply(e.index, e.data)
+        self._check_state(h.id, e.index, sm)
+        if notify:
+            if result is None:
+                self.clients.applied(h, e.index, e.term, None, False)
+            else:
+                self.clients.applied(h, e.index, e.term, result[0], result[1])
+
+    def _check_state(self, node_id: int, index: int, sm: KVStateMachine) -> None:
+        dg = sm.digest()
+        got = self.state_at.get(index)
+        if got is None:
+            self.state_at[index] = dg
+        elif got != dg:
+            raise Violation(
+                "state machines diverge",
+                f"node {node_id} at index {index}: {dg} != {got}",
+            )
+
+    # -- per-step invariants ----------------------------------------------------------
+
+    def check_step(self) -> None:
+        leaders = self.leaders
+        for h in self.hosts.values():
+            node = h.node
+            if node is None:
+                continue
+            c = node.commit
+            if c < h.last_commit:
+                raise Violation(
+                    "commit monotonic",
+                    f"node {h.id} commit went from {h.last_commit} to {c}",
+                )
+            h.last_commit = c
+            if node.role == Role.LEADER:
+                t = node.term
+                other = leaders.get(t)
+                if other is None:
+                    leaders[t] = h.id
+                    self.trace_event(h.id, f"LEADER of term {t}")
+                elif other != h.id:
+                    raise Violation(
+                        "election safety",
+                        f"nodes {other} and {h.id} are both leader of term {t}",
+                    )
+
+    # -- liveness -------------------------------------------------------------------
+
+    def heal_everything(self) -> None:
+        self.nemesis.stop()
+        self.net.heal()
+        f = self.net.faults
+        f.drop = f.duplicate = f.slow = 0.0
+        self.disk_slow = 0.0
+        self.rot_chance = 0.0
+        if self.authority is not None:
+            self.authority.faulty = False
+        for i in self.node_ids:
+            if self.hosts[i].node is None:
+                self.restart(i)
+        self.trace_event(0, "HEAL: faults stop, all nodes up")
+
+    def converged(self) -> bool:
+        leader = self.current_leader()
+        if not leader:
+            return False
+        nodes = [self.hosts[i].node for i in self.node_ids]
+        if any(n is None for n in nodes):
+            return False
+        lead = self.hosts[leader].node
+        assert lead is not None
+        for n in nodes:
+            assert n is not None
+            if n.term != lead.term or n.leader != leader:
+                return False
+            if n.commit != lead.commit or n.applied != lead.commit:
+                return False
+        return lead.commit == lead.last_index
+
+
+def describe_entry(data: bytes) -> str:
+    if not data:
+        return "noop"
+    c = decode_command(data)
+    return f"{c.f} {c.key} rid {c.request_id}"
+
+
+def run_simulation(cfg: SimConfig) -> RunResult:
+    """One seeded run. Never raises for an invariant failure: see ``RunResult``."""
+    cl = Cluster(cfg)
+    failure: Violation | None = None
+    loop = cl.loop
+    try:
+        cl.boot()
+        cl.clients.start()
+        cl.nemesis.start()
+        if cl.authority is not None:
+            cl.authority.faulty = True
+            cl.authority.start()
+        elif cfg.election == "external":
+            raise ValueError("external election needs the authority")
+        loop.run_until(cfg.duration, cl.check_step)
+        if cfg.mode == "liveness":
+            cl.heal_everything()
+            heal_at = loop.now
+            cl.clients.ok_writes_after = heal_at
+            deadline = heal_at + cfg.liveness_bound
+            while True:
+                loop.run_until(min(loop.now + 0.05, deadline), cl.check_step)
+                if cl.clients.fresh_write_ok and cl.converged():
+                    cl.trace_event(0, f"LIVE after {loop.now - heal_at:.3f}s")
+                    break
+                if loop.now >= deadline:
+                    detail = (
+                        f"not live {cfg.liveness_bound}s after healing: leader "
+                        f"{cl.current_leader() or 'none'}, fresh write "
+                        f"{'committed' if cl.clients.fresh_write_ok else 'not committed'}, "
+                        "nodes "
+                        + ", ".join(
+                            f"{i}:t{n.term}/c{n.commit}/a{n.applied}/l{n.last_index}/{n.role.name}"
+                            for i in cl.node_ids
+                            if (n := cl.hosts[i].node) is not None
+                        )
+                    )
+                    raise Violation("liveness", detail)
+        cl.clients.stopped = True
+        cl.nemesis.stop()
+        res = check_history(cl.clients.history)
+        if not res.ok:
+            raise Violation("linearizability", res.describe())
+    except Violation as v:
+        failure = v
+        cl.trace_event(0, f"FAILED {v}")
+    faults = cl.nemesis.faults + cl.disk_faults
+    if cl.authority is not None:
+        faults += cl.authority.misnamings
+    fp = hashlib.sha256()
+    fp.update(
+        repr(
+            (loop.steps, len(cl.committed), sorted(cl.leaders.items()), len(cl.clients.history))
+        ).encode()
+    )
+    if cl.trace is not None:
+        for line in cl.trace:
+            fp.update(line.encode())
+            fp.update(b"\n")
+    return RunResult(
+        config=cfg,
+        ok=failure is None,
+        steps=loop.steps,
+        commits=len(cl.committed),
+        faults=faults,
+        virtual_time=loop.now,
+        failure=failure,
+        trace=cl.trace or [],
+        fingerprint=fp.hexdigest()[:16],
+        ops=cl.clients.completed,
+        caught_corruptions=cl.caught_corruptions,
+        restarts=sum(h.restarts for h in cl.hosts.values()),
+        leaders=len(cl.leaders),
+    )
+
+
+__all__ = ["Cluster", "RunResult", "SimConfig", "Snapshot", "Violation", "run_simulation"]
