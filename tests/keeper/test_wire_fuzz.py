@@ -98,7 +98,7 @@ def test_random_bytes_after_handshake(data, chunks):
 @FUZZ
 @given(
     st.lists(
-        st.tuples(st.sampled_from(sorted(p.REQUEST_DECODERS) + [999]), st.binary(max_size=300)),
+        st.tuples(st.sampled_from([*sorted(p.REQUEST_DECODERS), 999]), st.binary(max_size=300)),
         min_size=1,
         max_size=6,
     ),
