@@ -1,0 +1,538 @@
+"""``ConsensusServer``: the asyncio shell that runs one ``RaftNode`` for real.
+
+It owns the clock (a ticker task), the disk (``DiskStorage``), the network
+(``PeerTransport``) and the application's state machine, and drives the node's
+Ready/Advance cycle:
+
+    persist (one fsync, in a worker thread) -> send -> apply -> settle -> advance
+
+Group commit falls out of that shape: while one Ready is being fsynced the
+event loop keeps stepping peer messages and accepting proposals into the
+node's log, so the next Ready carries everything that arrived meanwhile and
+one fsync covers the whole batch.
+
+Proposal outcomes. The leader appends a proposal at (index, term) and waits for
+that index to be applied:
+
+* applied with the same term: the entry committed; the caller gets the state
+  machine's ``apply`` result;
+* an entry with a different term commits at that index: ours was overwritten
+  and is certainly NOT committed -> ``NotLeader``;
+* this node stops being leader first: the entry may still be committed by the
+  next leader, or not -> ``OutcomeUnknown`` (a ``NotLeader``); the caller must
+  read to find out (or make the command idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from paddock.consensus.raft import Config, RaftNode
+from paddock.consensus.storage import DiskStorage
+from paddock.consensus.transport import PeerTransport
+from paddock.consensus.types import (
+    Entry,
+    EntryKind,
+    Message,
+    NotLeader,
+    Ready,
+    Role,
+    Snapshot,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TICK_INTERVAL = 0.05  # 50 ms; x election_ticks (10..20) = 0.5-1 s election timeout
+
+
+class StateMachine(Protocol):
+    """What the server replicates. Called only on the event loop, in log order."""
+
+    def apply(self, entry: Entry) -> Any: ...
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
+
+
+class OutcomeUnknown(NotLeader):
+    """Leadership was lost while the proposal was in flight: it may or may not
+    commit under the next leader. Retrying blindly can apply it twice."""
+
+    def __init__(self, leader: int = 0) -> None:
+        super().__init__(leader)
+        self.args = (f"outcome unknown: leadership lost (leader is {leader or 'unknown'})",)
+
+
+class ServerStopped(Exception):
+    """The server is stopping or stopped."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Proposals appended together at [first, first + len(results)) in ``term``."""
+
+    first: int
+    term: int
+    results: list[Any]
+    future: asyncio.Future[list[Any]]
+    remaining: int = 0
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.results) - 1
+
+
+@dataclass
+class ServerStats:
+    fsyncs: int = 0
+    fsync_seconds: float = 0.0
+    readies: int = 0
+    entries_persisted: int = 0
+    entries_applied: int = 0
+    snapshots_taken: int = 0
+    snapshots_restored: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class ConsensusServer:
+    """One consensus node: storage + transport + ticker around a ``RaftNode``."""
+
+    def __init__(
+        self,
+        node_id: int,
+        peers: dict[int, tuple[str, int]],
+        data_dir: str | Path,
+        state_machine: StateMachine,
+        *,
+        tick_interval: float = DEFAULT_TICK_INTERVAL,
+        election_ticks: int = 10,
+        heartbeat_ticks: int = 1,
+        external_election: bool = False,
+        snapshot_every: int = 50_000,
+        cluster_id: str = "paddock",
+        seed: int | None = None,
+        max_append_entries: int = 1024,
+    ) -> None:
+        if node_id not in peers:
+            raise ValueError(f"node {node_id} is not among peers {sorted(peers)}")
+        self.id = node_id
+        self.peers = dict(peers)
+        self.data_dir = Path(data_dir)
+        self.sm = state_machine
+        self.tick_interval = tick_interval
+        self.snapshot_every = snapshot_every
+        self.config = Config(
+            id=node_id,
+            peers=tuple(sorted(peers)),
+            election_ticks=election_ticks,
+            heartbeat_ticks=heartbeat_ticks,
+            external_election=external_election,
+            max_append_entries=max_append_entries,
+        )
+        self.cluster_id = cluster_id
+        self._rng = random.Random(node_id if seed is None else seed)
+        self.stats = ServerStats()
+        self.node: RaftNode | None = None
+        self.storage: DiskStorage | None = None
+        self.transport: PeerTransport | None = None
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._running = False
+        self._stopped = False
+        self._batches: deque[_Batch] = deque()
+        self._reads: dict[int, asyncio.Future[int]] = {}
+        self._next_read = 0
+        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self.applied = 0
+        self.applied_term = 0
+        self._last_snapshot_index = 0
+        self._role_changed = asyncio.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Open storage, recover the state machine, start networking and ticking."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        storage = await asyncio.to_thread(DiskStorage.open, self.data_dir)
+        self.storage = storage
+        hard_state, snapshot, entries = storage.initial_state()
+        if snapshot is not None and snapshot.index > 0:
+            self.sm.restore(snapshot.data)
+            self.applied = snapshot.index
+            self.applied_term = snapshot.term
+            self._last_snapshot_index = snapshot.index
+        self.node = RaftNode(
+            self.config,
+            self._rng,
+            hard_state=hard_state,
+            snapshot=snapshot,
+            entries=entries,
+            applied=self.applied,
+        )
+        self.transport = PeerTransport(
+            self.id,
+            self.peers[self.id],
+            self.peers,
+            self._on_message,
+            cluster_id=self.cluster_id,
+            rng=random.Random(self._rng.random()),
+        )
+        await self.transport.start()
+        self._running = True
+        self._tasks = [
+            asyncio.create_task(self._ready_loop(), name=f"raft-ready-{self.id}"),
+            asyncio.create_task(self._ticker(), name=f"raft-tick-{self.id}"),
+        ]
+        self._wake.set()
+        log.info(
+            "node %d started: term %d, commit %d, applied %d, last index %d",
+            self.id,
+            self.node.term,
+            self.node.commit,
+            self.applied,
+            self.node.last_index,
+        )
+
+    async def stop(self) -> None:
+        """Stop ticking and networking, finish the Ready in progress, close storage.
+
+        Pending proposals fail with ``OutcomeUnknown`` (they may still commit
+        elsewhere), pending reads with ``NotLeader``.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        self._running = False
+        self._wake.set()
+        ready_task = self._tasks[0] if self._tasks else None
+        for t in self._tasks[1:]:
+            t.cancel()
+        if ready_task is not None:
+            # Let an in-flight fsync finish: the storage must not close under it.
+            try:
+                await asyncio.wait_for(asyncio.shield(ready_task), 10.0)
+            except (TimeoutError, Exception):
+                ready_task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.transport is not None:
+            await self.transport.close()
+        self._fail_pending(OutcomeUnknown(0), NotLeader(0))
+        for _, fut in self._applied_waiters:
+            if not fut.done():
+                fut.set_exception(ServerStopped("server stopped"))
+        self._applied_waiters.clear()
+        if self.storage is not None:
+            await asyncio.to_thread(self.storage.close)
+
+    async def __aenter__(self) -> ConsensusServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ client API
+    @property
+    def is_leader(self) -> bool:
+        return self.node is not None and self.node.role == Role.LEADER
+
+    @property
+    def leader(self) -> int:
+        return self.node.leader if self.node is not None else 0
+
+    def submit_many(self, datas: Sequence[bytes]) -> asyncio.Future[list[Any]]:
+        """Append ``datas`` now (leader only, else ``NotLeader``) and return a future
+        of per-item outcomes: the ``apply`` result, or a ``NotLeader`` /
+        ``OutcomeUnknown`` instance for an item that failed (not raised, because
+        earlier items of the batch may have committed)."""
+        node = self._require_node()
+        if node.role != Role.LEADER:
+            raise NotLeader(node.leader)
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        if not datas:
+            fut.set_result([])
+            return fut
+        first, term = node.propose_many(list(datas))
+        n = len(datas)
+        if self._batches and self._batches[-1].last >= first:
+            # Our log was cut back since those were appended (leadership was lost
+            # and regained between two Readies): their fate is no longer ours.
+            self._fail_pending(OutcomeUnknown(node.leader), NotLeader(node.leader), reads=False)
+        self._batches.append(_Batch(first, term, [None] * n, fut, n))
+        self._wake.set()
+        return fut
+
+    async def propose_many(self, datas: Sequence[bytes]) -> list[Any]:
+        """Replicate a batch; see ``submit_many`` for the per-item outcomes."""
+        return await self.submit_many(datas)
+
+    async def propose(self, data: bytes) -> Any:
+        """Replicate ``data``; return the state machine's result for it.
+
+        Raises ``NotLeader(leader)`` if this node is not the leader or the entry
+        was overwritten, ``OutcomeUnknown`` if leadership was lost meanwhile.
+        """
+        (result,) = await self.submit_many([data])
+        if isinstance(result, NotLeader):
+            raise result
+        return result
+
+    async def read_index(self) -> int:
+        """Linearizable read barrier: returns once this node's state machine
+        reflects every write committed before the call (leader only)."""
+        node = self._require_node()
+        if node.role != Role.LEADER:
+            raise NotLeader(node.leader)
+        self._next_read += 1
+        rid = self._next_read
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reads[rid] = fut
+        try:
+            node.read_index(rid)
+        except NotLeader:
+            del self._reads[rid]
+            raise
+        self._wake.set()
+        index = await fut
+        await self.wait_applied(index)
+        return index
+
+    async def wait_applied(self, index: int) -> None:
+        """Wait until the state machine has applied ``index``."""
+        if self.applied >= index:
+            return
+        if self._stopped:
+            raise ServerStopped("server stopped")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.append((index, fut))
+        await fut
+
+    def campaign(self) -> None:
+        """Start an election now (internal mode) or take over because the outside
+        authority named this node (external mode)."""
+        self._require_node().campaign()
+        self._wake.set()
+
+    def status(self) -> dict[str, Any]:
+        node = self._require_node()
+        st: dict[str, Any] = dict(node.status())
+        st["applied"] = self.applied
+        st["fsyncs"] = self.stats.fsyncs
+        st["entries_persisted"] = self.stats.entries_persisted
+        st["entries_applied"] = self.stats.entries_applied
+        st["snapshots_taken"] = self.stats.snapshots_taken
+        st["snapshots_restored"] = self.stats.snapshots_restored
+        if self.transport is not None:
+            st["peers"] = {
+                pid: {
+                    "connected": s.connected,
+                    "queued": s.queued_msgs,
+                    "sent": s.sent_msgs,
+                    "dropped": s.dropped,
+                }
+                for pid, s in self.transport.stats().items()
+            }
+        return st
+
+    # ------------------------------------------------------------------ internals
+    def _require_node(self) -> RaftNode:
+        if self.node is None or self._stopped:
+            raise ServerStopped("server is not running")
+        return self.node
+
+    def _on_message(self, msg: Message) -> None:
+        if not self._running or self.node is None:
+            return
+        self.node.step(msg)
+        self._wake.set()
+
+    async def _ticker(self) -> None:
+        assert self.node is not None
+        node = self.node
+        interval = self.tick_interval
+        while self._running:
+            await asyncio.sleep(interval)
+            node.tick()
+            self._wake.set()
+
+    async def _ready_loop(self) -> None:
+        assert self.node is not None and self.storage is not None
+        node = self.node
+        wake = self._wake
+        while self._running:
+            await wake.wait()
+            wake.clear()
+            while self._running and node.has_ready():
+                rd = node.ready()
+                try:
+                    await self._handle_ready(node, rd)
+                except Exception:
+                    # Storage failures are fatal for this node: continuing could
+                    # acknowledge data that is not durable.
+                    log.exception("node %d: fatal error handling Ready; stopping", self.id)
+                    self._running = False
+                    self._fail_pending(OutcomeUnknown(0), NotLeader(0))
+                    return
+            if self._running and self._last_snapshot_index + self.snapshot_every <= self.applied:
+                await self._take_snapshot(node)
+
+    async def _handle_ready(self, node: RaftNode, rd: Ready) -> None:
+        assert self.storage is not None and self.transport is not None
+        stats = self.stats
+        stats.readies += 1
+        if rd.must_sync:
+            t0 = time.perf_counter()
+            await asyncio.to_thread(self.storage.save_ready, rd)
+            stats.fsync_seconds += time.perf_counter() - t0
+            stats.fsyncs += 1
+            stats.entries_persisted += len(rd.entries)
+        if rd.messages:
+            self.transport.send_many(rd.messages)
+        if rd.snapshot is not None and rd.snapshot.index > self.applied:
+            self.sm.restore(rd.snapshot.data)
+            self.applied = rd.snapshot.index
+            self.applied_term = rd.snapshot.term
+            self._last_snapshot_index = rd.snapshot.index
+            stats.snapshots_restored += 1
+            self._settle_batches_below(rd.snapshot.index)
+        if rd.committed:
+            self._apply(rd.committed)
+        if rd.read_states:
+            for rs in rd.read_states:
+                fut = self._reads.pop(rs.request_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(rs.index)
+        if rd.dropped_reads:
+            for rid in rd.dropped_reads:
+                fut = self._reads.pop(rid, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(NotLeader(node.leader))
+        if rd.soft_state is not None and rd.soft_state.role != Role.LEADER:
+            self._fail_pending(
+                OutcomeUnknown(rd.soft_state.leader), NotLeader(rd.soft_state.leader)
+            )
+        if self._applied_waiters:
+            self._wake_applied()
+        node.advance(rd)
+
+    def _apply(self, committed: list[Entry]) -> None:
+        apply = self.sm.apply
+        batches = self._batches
+        normal = EntryKind.NORMAL
+        applied = self.applied
+        for e in committed:
+            if e.index <= applied:
+                continue  # already covered by a restored snapshot
+            result = apply(e) if e.kind == normal else None
+            applied = e.index
+            while batches:
+                b = batches[0]
+                if e.index < b.first:
+                    break
+                if e.index <= b.last:
+                    pos = e.index - b.first
+                    if e.term == b.term:
+                        b.results[pos] = result
+                    else:
+                        b.results[pos] = NotLeader(self.node.leader if self.node else 0)
+                    b.remaining -= 1
+                    if e.index < b.last:
+                        break
+                batches.popleft()
+                if not b.future.done():
+                    b.future.set_result(b.results)
+        if committed:
+            self.applied_term = committed[-1].term
+        self.stats.entries_applied += applied - self.applied
+        self.applied = applied
+
+    def _settle_batches_below(self, index: int) -> None:
+        """A snapshot jumped the state machine past these entries: their outcome
+        is not observable here any more."""
+        leader = self.node.leader if self.node else 0
+        while self._batches and self._batches[0].first <= index:
+            b = self._batches.popleft()
+            for i in range(len(b.results)):
+                if b.results[i] is None:
+                    b.results[i] = OutcomeUnknown(leader)
+            if not b.future.done():
+                b.future.set_result(b.results)
+
+    def _fail_pending(
+        self, unknown: OutcomeUnknown, not_leader: NotLeader, *, reads: bool = True
+    ) -> None:
+        while self._batches:
+            b = self._batches.popleft()
+            done = len(b.results) - b.remaining
+            for i in range(done, len(b.results)):
+                b.results[i] = unknown
+            if not b.future.done():
+                b.future.set_result(b.results)
+        if not reads:
+            return
+        pending_reads, self._reads = self._reads, {}
+        for fut in pending_reads.values():
+            if not fut.done():
+                fut.set_exception(not_leader)
+
+    def _wake_applied(self) -> None:
+        applied = self.applied
+        keep: list[tuple[int, asyncio.Future[None]]] = []
+        for index, fut in self._applied_waiters:
+            if index <= applied:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((index, fut))
+        self._applied_waiters = keep
+
+    async def _take_snapshot(self, node: RaftNode) -> None:
+        """Snapshot the state machine at ``applied``, make it durable, then let the
+        node trim its log (in that order: a crash in between loses nothing)."""
+        assert self.storage is not None
+        index, term = self.applied, self.applied_term
+        data = self.sm.snapshot()
+        snap = Snapshot(index, term, self.config.peers, data)
+        await asyncio.to_thread(self.storage.save_snapshot, snap)
+        node.compact(index, data)
+        self._last_snapshot_index = index
+        self.stats.snapshots_taken += 1
+        log.info("node %d: snapshot at index %d (%d bytes)", self.id, index, len(data))
+
+
+def parse_peers(spec: str) -> dict[int, tuple[str, int]]:
+    """``"1=127.0.0.1:7001,2=127.0.0.1:7002"`` -> ``{1: ("127.0.0.1", 7001), ...}``."""
+    peers: dict[int, tuple[str, int]] = {}
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            ident, addr = part.split("=", 1)
+            host, port = addr.rsplit(":", 1)
+            nid = int(ident)
+            peers[nid] = (host, int(port))
+        except ValueError as exc:
+            raise ValueError(f"bad peer {part!r}: want ID=HOST:PORT") from exc
+        if nid < 1:
+            raise ValueError(f"bad peer {part!r}: ids start at 1")
+    if not peers:
+        raise ValueError("no peers given")
+    return peers
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float, interval: float = 0.01) -> None:
+    """Poll ``cond`` until true (bounded); for tests, demos and tools."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached in time")
+        await asyncio.sleep(interval)

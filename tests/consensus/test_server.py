@@ -1,0 +1,238 @@
+"""ConsensusServer: 3-node clusters in one event loop over real sockets and files."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from paddock.consensus.demo import free_ports
+from paddock.consensus.kv import KVClient, KVClientServer, KVStateMachine, encode_put
+from paddock.consensus.server import ConsensusServer, OutcomeUnknown, wait_for
+from paddock.consensus.types import NotLeader, Role
+
+HOST = "127.0.0.1"
+TICK = 0.02
+
+
+class Cluster:
+    def __init__(self, root: Path, n: int = 3, **server_kw) -> None:
+        self.root = root
+        self.ids = list(range(1, n + 1))
+        self.peers = {i: (HOST, p) for i, p in zip(self.ids, free_ports(n), strict=True)}
+        self.kw = {"tick_interval": TICK, **server_kw}
+        self.servers: dict[int, ConsensusServer] = {}
+        self.sms: dict[int, KVStateMachine] = {}
+
+    async def start(self, nid: int) -> ConsensusServer:
+        sm = KVStateMachine()
+        srv = ConsensusServer(nid, self.peers, self.root / f"n{nid}", sm, **self.kw)
+        self.servers[nid] = srv
+        self.sms[nid] = sm
+        await srv.start()
+        return srv
+
+    async def stop(self, nid: int) -> None:
+        srv = self.servers.pop(nid)
+        await srv.stop()
+
+    async def stop_all(self) -> None:
+        for nid in list(self.servers):
+            await self.stop(nid)
+
+    def leaders(self) -> list[ConsensusServer]:
+        return [s for s in self.servers.values() if s.is_leader]
+
+    async def leader(self, timeout: float = 10.0, exclude: int = 0) -> ConsensusServer:
+        def one() -> bool:
+            ls = [s for s in self.leaders() if s.id != exclude]
+            return len(ls) == 1
+
+        await wait_for(one, timeout)
+        return next(s for s in self.leaders() if s.id != exclude)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    c = Cluster(tmp_path)
+    try:
+        for nid in c.ids:
+            await c.start(nid)
+        yield c
+    finally:
+        await c.stop_all()
+
+
+def put(key: str, value: str) -> bytes:
+    return encode_put(key.encode(), value.encode())
+
+
+async def test_elects_a_leader_and_commits_proposals(cluster: Cluster) -> None:
+    leader = await cluster.leader()
+    index = await leader.propose(put("a", "1"))
+    results = await leader.propose_many([put(f"k{i}", str(i)) for i in range(50)])
+    assert results == list(range(index + 1, index + 51))
+    for nid in cluster.ids:
+        srv = cluster.servers[nid]
+        await asyncio.wait_for(srv.wait_applied(index + 50), 5)
+        assert cluster.sms[nid].data[b"a"] == b"1"
+        assert cluster.sms[nid].data[b"k49"] == b"49"
+    st = leader.status()
+    assert st["role"] == "leader" and st["leader"] == leader.id
+    assert st["fsyncs"] >= 1 and set(st["peers"]) == set(cluster.ids) - {leader.id}
+
+
+async def test_follower_proposal_gets_not_leader_with_hint(cluster: Cluster) -> None:
+    leader = await cluster.leader()
+    await leader.propose(put("x", "1"))  # followers have heard from this leader
+    follower = next(s for s in cluster.servers.values() if s.id != leader.id)
+    await wait_for(lambda: follower.leader == leader.id, 5)
+    with pytest.raises(NotLeader) as exc:
+        await follower.propose(put("y", "2"))
+    assert exc.value.leader == leader.id
+    assert not isinstance(exc.value, OutcomeUnknown)
+    with pytest.raises(NotLeader):
+        await follower.read_index()
+
+
+async def test_read_index_sees_every_committed_write(cluster: Cluster) -> None:
+    leader = await cluster.leader()
+    idx = await leader.propose(put("r", "v"))
+    read_at = await asyncio.wait_for(leader.read_index(), 5)
+    assert read_at >= idx and leader.applied >= read_at
+    assert cluster.sms[leader.id].data[b"r"] == b"v"
+
+
+async def test_stopping_the_leader_elects_a_new_one_with_data_intact(cluster: Cluster) -> None:
+    old = await cluster.leader()
+    last = (await old.propose_many([put(f"k{i}", f"v{i}") for i in range(20)]))[-1]
+    old_term = old.node.term
+    await cluster.stop(old.id)
+    new = await cluster.leader(exclude=old.id)
+    assert new.id != old.id and new.node.term > old_term
+    await asyncio.wait_for(new.read_index(), 5)
+    assert new.applied >= last
+    assert all(cluster.sms[new.id].data[f"k{i}".encode()] == f"v{i}".encode() for i in range(20))
+    assert await new.propose(put("after", "yes")) > last
+
+
+async def test_restarted_node_catches_up_from_the_log(cluster: Cluster) -> None:
+    leader = await cluster.leader()
+    follower_id = next(i for i in cluster.ids if i != leader.id)
+    await leader.propose(put("before", "1"))
+    await cluster.stop(follower_id)
+    last = (await leader.propose_many([put(f"m{i}", str(i)) for i in range(30)]))[-1]
+    srv = await cluster.start(follower_id)
+    await asyncio.wait_for(srv.wait_applied(last), 10)
+    assert cluster.sms[follower_id].data == cluster.sms[leader.id].data
+    assert srv.stats.snapshots_restored == 0
+
+
+async def test_restarted_node_catches_up_via_snapshot(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, snapshot_every=20)
+    try:
+        for nid in c.ids:
+            await c.start(nid)
+        leader = await c.leader()
+        follower_id = next(i for i in c.ids if i != leader.id)
+        await leader.propose(put("before", "1"))
+        await c.stop(follower_id)
+        for batch in range(5):
+            await leader.propose_many([put(f"s{batch}-{i}", str(i)) for i in range(20)])
+        # The remaining nodes compacted past everything the stopped node has.
+        await wait_for(lambda: leader.stats.snapshots_taken >= 2, 5)
+        assert leader.node.log.first_index > 30
+        srv = await c.start(follower_id)
+        await asyncio.wait_for(srv.wait_applied(leader.applied), 10)
+        assert srv.stats.snapshots_restored >= 1
+        assert c.sms[follower_id].data == c.sms[leader.id].data
+        # And it recovers its own snapshot on a second restart.
+        await c.stop(follower_id)
+        srv = await c.start(follower_id)
+        assert srv.applied > 0 and c.sms[follower_id].data[b"before"] == b"1"
+    finally:
+        await c.stop_all()
+
+
+async def test_whole_cluster_restart_keeps_committed_data(cluster: Cluster) -> None:
+    leader = await cluster.leader()
+    last = (await leader.propose_many([put(f"p{i}", str(i)) for i in range(10)]))[-1]
+    await cluster.stop_all()
+    for nid in cluster.ids:
+        await cluster.start(nid)
+    leader = await cluster.leader()
+    await asyncio.wait_for(leader.read_index(), 5)
+    assert leader.applied >= last
+    assert cluster.sms[leader.id].data[b"p9"] == b"9"
+
+
+async def test_pending_proposals_fail_with_outcome_unknown_on_stop(cluster: Cluster) -> None:
+    leader = await cluster.leader()
+    followers = [i for i in cluster.ids if i != leader.id]
+    for nid in followers:
+        await cluster.stop(nid)
+    fut = leader.submit_many([put("lost", "?")])
+    await cluster.stop(leader.id)
+    (result,) = await asyncio.wait_for(fut, 5)
+    assert isinstance(result, OutcomeUnknown)
+
+
+async def test_external_election_waits_for_campaign(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, external_election=True)
+    try:
+        for nid in c.ids:
+            await c.start(nid)
+        await asyncio.sleep(TICK * 40)  # two max election timeouts: nobody campaigns alone
+        assert not c.leaders()
+        c.servers[2].campaign()
+        leader = await c.leader()
+        assert leader.id == 2 and leader.node.role == Role.LEADER
+        assert await leader.propose(put("e", "1")) > 0
+    finally:
+        await c.stop_all()
+
+
+async def test_kv_client_protocol(cluster: Cluster) -> None:
+    leader = await cluster.leader()
+    api = KVClientServer(leader, cluster.sms[leader.id])
+    await api.start(HOST, 0)
+    client = await KVClient.connect(HOST, api.port)
+    try:
+        assert (await client.put("k", "hello world")).startswith(b"OK ")
+        assert await client.get("k") == b"VALUE hello world"
+        assert await client.get("missing") == b"NOTFOUND"
+        assert await client.request(b"BOGUS") == b"ERR unknown command"
+        assert await client.request(b"PUT onlykey") == b"ERR usage: PUT <key> <value>"
+        assert (await client.status())["role"] == "leader"
+        # Pipelined: many PUTs in one write come back in order.
+        client.writer.write(b"".join(b"PUT p%d %d\n" % (i, i) for i in range(100)))
+        lines = [await client.reader.readline() for _ in range(100)]
+        idx = [int(line.split()[1]) for line in lines]
+        assert idx == sorted(idx) and len(set(idx)) == 100
+    finally:
+        await client.close()
+        await api.close()
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "paddock.cli.main",
+            "consensus",
+            "demo",
+            "--work-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "SIGKILLed leader" in out and "caught up" in out and "demo OK" in out
