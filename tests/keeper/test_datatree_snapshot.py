@@ -78,6 +78,7 @@ def check_invariants(tree):
 @settings(max_examples=150, deadline=None)
 @given(st.lists(txns, max_size=40), st.lists(txns, max_size=15))
 def test_snapshot_round_trip_and_determinism(first, second):
+    first = [t.Txn(0, (), t.CreateSession(sid, 4000, b"pw")) for sid in SESSIONS] + first
     tree = DataTree(config=b"cfg")
     run(tree, first)
     check_invariants(tree)

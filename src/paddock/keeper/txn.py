@@ -7,7 +7,9 @@ one operation. The zxid and the time stamp are *not* part of the transaction: th
 come from the log entry (zxid) and from the proposer's clock (``time_ms`` stored
 beside the entry), and are passed to ``DataTree.apply``.
 
-These are our own records, independent of ZooKeeper's jute wire records; the
+The records are plain (unfrozen, for construction speed on the apply path) slotted
+dataclasses; treat them as immutable once built. They are our own records,
+independent of ZooKeeper's jute wire records; the
 encoding is struct-based, versioned by the leading op byte, and rejects malformed
 input with :class:`TxnDecodeError` rather than crashing the applier.
 
@@ -60,7 +62,7 @@ class OpType(IntEnum):
     NOOP = 11
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Create:
     path: str
     data: bytes | None
@@ -70,27 +72,27 @@ class Create:
     ttl: int = -1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Delete:
     path: str
     version: int = -1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetData:
     path: str
     data: bytes | None
     version: int = -1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetACL:
     path: str
     acl: tuple[ACL, ...]
     aversion: int = -1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Check:
     path: str
     version: int = -1
@@ -99,42 +101,42 @@ class Check:
 MultiOp = Create | Delete | SetData | Check
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Multi:
     """All-or-nothing batch; ZooKeeper allows create, delete, setData and check inside."""
 
     ops: tuple[MultiOp, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CreateSession:
     session_id: int
     timeout_ms: int
     password: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CloseSession:
     """Closing or expiring a session: its ephemerals go, with their watch events."""
 
     session_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DeleteContainer:
     """Leader-proposed removal of an empty container or an expired TTL node."""
 
     path: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetConfig:
     """New ensemble configuration text for ``/zookeeper/config`` (reconfig)."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Noop:
     """A replicated no-op (e.g. the barrier a sync or a new leader needs)."""
 
@@ -154,7 +156,7 @@ Op = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Txn:
     session_id: int
     auth: tuple[Id, ...]
