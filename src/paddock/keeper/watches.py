@@ -27,10 +27,10 @@ registrations emit the same sequence.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from enum import IntEnum
 from typing import TYPE_CHECKING, NamedTuple
 
 from paddock.keeper.acl import READ, Id, check_acl
+from paddock.keeper.codes import AddWatchMode, KeeperState, WatcherType
 from paddock.keeper.znode import EventType, WatchTrigger
 
 if TYPE_CHECKING:
@@ -40,25 +40,9 @@ STANDARD = 1
 PERSISTENT = 2
 PERSISTENT_RECURSIVE = 4
 
-#: KeeperState.SyncConnected
-SYNC_CONNECTED = 3
+SYNC_CONNECTED = int(KeeperState.SYNC_CONNECTED)
 #: zxid of events that come from setWatches rather than from a transaction
 NO_ZXID = -1
-
-
-class WatcherType(IntEnum):
-    """``Watcher.WatcherType`` as used by checkWatches/removeWatches."""
-
-    CHILDREN = 1
-    DATA = 2
-    ANY = 3
-    PERSISTENT = 4
-    PERSISTENT_RECURSIVE = 5
-
-
-class AddWatchMode(IntEnum):
-    PERSISTENT = 0
-    PERSISTENT_RECURSIVE = 1
 
 
 class WatchDelivery(NamedTuple):

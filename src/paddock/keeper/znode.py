@@ -7,24 +7,11 @@ share these small pieces without importing the whole state machine.
 from __future__ import annotations
 
 import re
-from enum import IntEnum
 from typing import NamedTuple
 
 from paddock.keeper.acl import ACL
+from paddock.keeper.codes import EventType as EventType  # re-exported for callers
 from paddock.keeper.errors import Code, KeeperError
-
-
-class EventType(IntEnum):
-    """``Watcher.Event.EventType`` numbers, as sent in ``WatcherEvent.type``."""
-
-    NONE = -1
-    NODE_CREATED = 1
-    NODE_DELETED = 2
-    NODE_DATA_CHANGED = 3
-    NODE_CHILDREN_CHANGED = 4
-    DATA_WATCH_REMOVED = 5
-    CHILD_WATCH_REMOVED = 6
-    PERSISTENT_WATCH_REMOVED = 7
 
 
 class Stat(NamedTuple):
