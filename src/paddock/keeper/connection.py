@@ -117,67 +117,96 @@ _unpack_int = INT.unpack_from
 _unpack_header = struct.Struct(">ii").unpack_from
 _unpack_reply = struct.Struct(">iqi").unpack_from
 _FOUR_LETTER_BYTES = {w.encode("ascii"): w for w in FOUR_LETTER_WORDS}
-_COMPACT_AT = 1 << 16
 
 
 class _FrameBuffer:
-    """Accumulates bytes and cuts length-prefixed frames off the front."""
+    """Accumulates bytes and cuts length-prefixed frames off the front.
 
-    __slots__ = ("_buf", "_off", "eof", "max_packet")
+    Frames are parsed in place in the received ``bytes`` (no per-frame copy):
+    ``next_frame`` returns the buffer and the body's bounds.  Bytes that
+    arrive while an incomplete frame is pending are queued and joined only
+    once the frame (or its length prefix) can be completed, so a frame fed
+    one byte at a time costs linear, not quadratic, copying.
+    """
+
+    __slots__ = ("_data", "_parts", "_parts_len", "_pos", "eof", "max_packet")
 
     def __init__(self, max_packet: int) -> None:
         if max_packet < 1:
             raise ValueError("max_packet must be positive")
-        self._buf = bytearray()
-        self._off = 0
+        self._data = b""
+        self._pos = 0
+        self._parts: list[bytes] = []
+        self._parts_len = 0
         self.eof = False
         self.max_packet = max_packet
 
     def feed(self, data: bytes) -> None:
         if not data:
             self.eof = True
-        elif not self.eof:
-            self._buf += data
+            return
+        if self.eof:
+            return
+        if type(data) is not bytes:
+            data = bytes(data)  # a caller's reusable bytearray must not change under us
+        if self._pos >= len(self._data) and not self._parts:
+            self._data = data
+            self._pos = 0
+        else:
+            self._parts.append(data)
+            self._parts_len += len(data)
 
     def available(self) -> int:
-        return len(self._buf) - self._off
+        return len(self._data) - self._pos + self._parts_len
+
+    def _gather(self, need: int) -> bool:
+        """Make at least ``need`` bytes contiguous at ``_pos`` if they have arrived."""
+        have = len(self._data) - self._pos
+        if have >= need:
+            return True
+        if have + self._parts_len < need:
+            return False
+        self._parts.insert(0, self._data[self._pos :])
+        self._data = b"".join(self._parts)
+        self._pos = 0
+        self._parts = []
+        self._parts_len = 0
+        return True
 
     def peek(self, n: int) -> bytes:
-        return bytes(self._buf[self._off : self._off + n])
+        self._gather(n)
+        return self._data[self._pos : self._pos + n]
 
-    def skip(self, n: int) -> None:
-        self._consume(self._off + n)
+    def discard_all(self) -> None:
+        self._data = b""
+        self._pos = 0
+        self._parts = []
+        self._parts_len = 0
 
-    def _consume(self, new_off: int) -> None:
-        if new_off >= len(self._buf):
-            self._buf.clear()
-            self._off = 0
-        elif new_off > _COMPACT_AT:
-            del self._buf[:new_off]
-            self._off = 0
-        else:
-            self._off = new_off
-
-    def next_frame(self) -> bytes | None:
-        """The next complete frame's body, or None if it has not all arrived."""
-        buf = self._buf
-        off = self._off
-        avail = len(buf) - off
-        if avail < 4:
-            return None
-        n = _unpack_int(buf, off)[0]
+    def next_frame(self) -> tuple[bytes, int, int] | None:
+        """The next complete frame as (buffer, body start, body end), or None
+        if it has not all arrived.  Raises ProtocolError for a bad length."""
+        data = self._data
+        pos = self._pos
+        if len(data) - pos < 4:
+            if not self._gather(4):
+                return None
+            data = self._data
+            pos = 0
+        n = _unpack_int(data, pos)[0]
         if n < 0 or n > self.max_packet:
             raise ProtocolError(
                 f"packet length {n} is negative or larger than max_packet={self.max_packet}"
             )
-        if avail < n + 4:
-            return None
-        start = off + 4
-        stop = start + n
-        with memoryview(buf) as view:
-            frame = view[start:stop].tobytes()
-        self._consume(stop)
-        return frame
+        stop = pos + 4 + n
+        if stop > len(data):
+            if not self._gather(4 + n):
+                return None
+            data = self._data
+            pos = 0
+            stop = 4 + n
+        self._pos = stop
+        return data, pos + 4, stop
 
 
 class ServerConnection:
@@ -236,14 +265,15 @@ class ServerConnection:
                 raise self._fail(e.reason) from None
             if frame is None:
                 return CONNECTION_CLOSED if frames.eof else NEED_DATA
-            if len(frame) < 8:
-                raise self._fail(f"request of {len(frame)} bytes has no room for its header")
-            xid, opcode = _unpack_header(frame, 0)
+            buf, start, stop = frame
+            if stop - start < 8:
+                raise self._fail(f"request of {stop - start} bytes has no room for its header")
+            xid, opcode = _unpack_header(buf, start)
             decode = REQUEST_DECODERS.get(opcode)
             if decode is None:
-                return Request(xid, opcode, None, frame[8:])
+                return Request(xid, opcode, None, buf[start + 8 : stop])
             try:
-                return Request(xid, opcode, decode(JuteReader(frame, 8, len(frame))))
+                return Request(xid, opcode, decode(JuteReader(buf, start + 8, stop)))
             except ProtocolError as e:
                 raise ProtocolError(
                     f"malformed body of opcode {opcode}: {e.reason}",
@@ -263,7 +293,7 @@ class ServerConnection:
                 if frames.available() < 12:
                     return CONNECTION_CLOSED if frames.eof else NEED_DATA
                 argument = int(LONG.unpack(frames.peek(12)[4:])[0])
-            frames.skip(frames.available())
+            frames.discard_all()
             self.state = ConnectionState.CLOSED
             return FourLetterWord(command, argument)
         if state is ConnectionState.AWAIT_CONNECT:
@@ -274,7 +304,7 @@ class ServerConnection:
             if frame is None:
                 return CONNECTION_CLOSED if frames.eof else NEED_DATA
             try:
-                request = ConnectRequest.decode(JuteReader(frame))
+                request = ConnectRequest.decode(JuteReader(*frame))
             except ProtocolError as e:
                 raise self._fail(f"malformed ConnectRequest: {e.reason}") from None
             self.client_sent_read_only = request.read_only is not None
@@ -364,17 +394,18 @@ class ClientConnection:
             raise self._fail(e.reason) from None
         if frame is None:
             return CONNECTION_CLOSED if frames.eof else NEED_DATA
+        buf, start, stop = frame
         if self.state is ConnectionState.AWAIT_CONNECT:
             try:
-                response = ConnectResponse.decode(JuteReader(frame))
+                response = ConnectResponse.decode(JuteReader(buf, start, stop))
             except ProtocolError as e:
                 raise self._fail(f"malformed ConnectResponse: {e.reason}") from None
             self.state = ConnectionState.CONNECTED
             return response
-        if len(frame) < 16:
-            raise self._fail(f"reply of {len(frame)} bytes has no room for its header")
-        xid, zxid, err = _unpack_reply(frame, 0)
-        reader = JuteReader(frame, 16, len(frame))
+        if stop - start < 16:
+            raise self._fail(f"reply of {stop - start} bytes has no room for its header")
+        xid, zxid, err = _unpack_reply(buf, start)
+        reader = JuteReader(buf, start + 16, stop)
         try:
             if xid == NOTIFICATION_XID:
                 return WatchNotification(zxid, WatcherEvent.decode(reader))
