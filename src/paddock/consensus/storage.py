@@ -542,6 +542,10 @@ class DiskStorage:
                 raise ValueError(
                     f"snapshot says entry {snap.index} has term {snap.term}, the log has {term}"
                 )
+            if self._unsynced:
+                # The snapshot must not become durable before the entries it
+                # covers: otherwise a crash could pair it with an older suffix.
+                self._sync_active()
             ops, root = self._ops, self._root
             name = _snapshot_name(snap.index)
             tmp = os.path.join(root, name + ".tmp")
