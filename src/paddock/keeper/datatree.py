@@ -148,8 +148,9 @@ class DataTree(TreeReads):
         quota = ZNode(b"", OPEN_ACL_UNSAFE, 0, 0, 0)
         cfg = ZNode(config, READ_ACL_UNSAFE, 0, 0, 0)
         cfg.aversion = -1
-        root.children.add("zookeeper")
-        zk.children.update(("quota", "config"))
+        root.add_child("zookeeper")
+        zk.add_child("quota")
+        zk.add_child("config")
         self.nodes.update({ROOT: root, ZOOKEEPER: zk, QUOTA: quota, CONFIG: cfg})
 
     # ------------------------------------------------------------------ apply
@@ -262,7 +263,7 @@ class DataTree(TreeReads):
 
     def _link(self, path: str, parent: ZNode, name: str, node: ZNode) -> None:
         self.nodes[path] = node
-        parent.children.add(name)
+        parent.add_child(name)
         owner = node.owner
         if owner == 0:
             return
@@ -275,7 +276,7 @@ class DataTree(TreeReads):
 
     def _unlink(self, path: str, parent: ZNode, name: str, node: ZNode) -> None:
         del self.nodes[path]
-        parent.children.discard(name)
+        parent.remove_child(name)
         owner = node.owner
         if owner == 0:
             return

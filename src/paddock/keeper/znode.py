@@ -70,8 +70,15 @@ def is_ephemeral_owner(owner: int) -> bool:
     return owner != 0 and owner != CONTAINER_OWNER and (owner & _EXTENDED_MASK) != _EXTENDED_MASK
 
 
+NO_CHILDREN: frozenset[str] = frozenset()
+
+
 class ZNode:
-    """One node. Children are a set of names; the full path is the dict key."""
+    """One node. Children are a set of names; the full path is the dict key.
+
+    ``children`` is :data:`NO_CHILDREN` until the first child is added; add names
+    with :meth:`add_child` only.
+    """
 
     __slots__ = (
         "acl",
@@ -107,7 +114,21 @@ class ZNode:
         self.cversion = 0
         self.aversion = 0
         self.owner = owner
-        self.children: set[str] = set()
+        # Most znodes are leaves; they share one empty frozenset until their first
+        # child arrives (an empty set costs 216 bytes, a third of a small node).
+        self.children: set[str] | frozenset[str] = NO_CHILDREN
+
+    def add_child(self, name: str) -> None:
+        children = self.children
+        if isinstance(children, set):
+            children.add(name)
+        else:
+            self.children = {name}
+
+    def remove_child(self, name: str) -> None:
+        children = self.children
+        if isinstance(children, set):
+            children.discard(name)
 
     def stat(self) -> Stat:
         data = self.data
