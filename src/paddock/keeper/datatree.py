@@ -90,8 +90,10 @@ class TxnResult:
     creates and the target path for other node ops; ``stat`` is set for creates,
     setData and setACL. For a multi, ``results`` holds one entry per op; when the
     multi failed, ``err`` is the failing op's code and every entry carries only its
-    ``err`` (ZooKeeper answers with ErrorResult for each op then). ``triggers`` are
-    the watch events this transaction caused, in order (empty if it failed).
+    ``err``: 0 before the failing op, its code, -2 after. ZooKeeper then answers
+    ``ErrorResult(err)`` for *every* op, including those with err 0, and the reply
+    header of a multi always says 0 (FinalRequestProcessor). ``triggers`` are the
+    watch events this transaction caused, in order (empty if it failed).
     """
 
     zxid: int
