@@ -1,11 +1,125 @@
-"""``paddock keeper``: a ZooKeeper-compatible server (filled in by keeper)."""
+"""``paddock keeper``: run a ZooKeeper-compatible keeper server.
+
+Settings come from ``--config zoo.cfg`` (ZooKeeper's own format) and/or the
+options below; options given on the command line win over the file.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
 
 import typer
 
 
-def keeper() -> None:
-    """Run a keeper server."""
-    typer.echo("not yet implemented", err=True)
-    raise typer.Exit(2)
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def _setup_logging(level: str, fmt: str, server_id: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s keeper{server_id} %(levelname)s %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def keeper(
+    server_id: int = typer.Option(0, "--id", help="This server's id (>= 1)."),
+    peers: str = typer.Option(
+        "",
+        "--peers",
+        help="All servers' consensus addresses: 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT "
+        "(omit for a standalone server).",
+    ),
+    client_port: int = typer.Option(-1, "--client-port", help="ZooKeeper client port."),
+    client_host: str = typer.Option("", "--client-host", help="Address to listen on."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Log and snapshot directory."),
+    tick_time: int = typer.Option(0, "--tick-time", help="tickTime in ms (sessions: 2-20 ticks)."),
+    config: Path | None = typer.Option(None, "--config", help="A ZooKeeper zoo.cfg file."),
+    log_format: str = typer.Option("text", "--log-format", help="text or json."),
+    log_level: str = typer.Option("INFO", "--log-level"),
+) -> None:
+    """Run a keeper server (ZooKeeper wire protocol, Raft-replicated)."""
+    from paddock.keeper.config import (
+        ALL_4LW,
+        ConfigError,
+        KeeperConfig,
+        ServerSpec,
+        apply_environment,
+        load_zoo_cfg,
+    )
+
+    if log_format not in ("text", "json"):
+        typer.echo("error: --log-format must be text or json", err=True)
+        raise typer.Exit(2)
+    try:
+        if config is not None:
+            cfg = load_zoo_cfg(config)
+        else:
+            cfg = KeeperConfig(four_letter_words=ALL_4LW, client_host="127.0.0.1")
+        apply_environment(cfg)
+        if server_id:
+            cfg.my_id = server_id
+        if tick_time:
+            cfg.tick_ms = tick_time
+        if client_port >= 0:
+            cfg.client_port = client_port
+        if client_host:
+            cfg.client_host = client_host
+        if data_dir is not None:
+            cfg.data_dir = data_dir
+        if peers:
+            from paddock.consensus.server import parse_peers
+
+            try:
+                peer_map = parse_peers(peers)
+            except ValueError as exc:
+                raise ConfigError(f"--peers: {exc}") from None
+            cfg.servers = {
+                sid: ServerSpec(sid, host, port) for sid, (host, port) in peer_map.items()
+            }
+        if config is None and not server_id:
+            cfg.my_id = 1
+        if config is None and data_dir is None:
+            raise ConfigError("--data-dir (or --config with dataDir) is required")
+        cfg.validate()
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    _setup_logging(log_level, log_format, cfg.my_id)
+
+    async def main() -> None:
+        from paddock.keeper.server import serve
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(cfg, stop)
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:  # pragma: no cover
+        asyncio.run(main())

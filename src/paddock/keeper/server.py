@@ -1,0 +1,650 @@
+"""The keeper server: ZooKeeper's client port on top of the replicated data tree.
+
+Shape (chosen for throughput in CPython): one ``asyncio.Protocol`` per client
+connection, no task per request. Bytes go through the sans-IO
+``ServerConnection``; reads are answered synchronously from the local tree;
+writes become transactions handed to the :class:`Proposer`, which batches them
+into the log once per event-loop turn; replies and watch events are buffered
+per connection and written once per loop turn.
+
+FIFO per session: a connection keeps a queue of reply slots only while it has
+writes in flight; a read that arrives behind a pending write is queued and
+*executed* when it reaches the head, so it sees the session's own writes.
+
+Watch events are produced on the apply path, before the reply of the write
+that caused them, so a client always sees an event before data that reflects
+the change.
+
+Quorum: a server that is neither leader nor a follower of a known leader
+refuses new sessions; if that lasts longer than a grace period, it closes its
+client connections (as a ZooKeeper follower that lost its leader does), and
+clients move to a server that has a quorum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from paddock.consensus.server import ConsensusServer
+from paddock.consensus.types import Role
+from paddock.keeper import fourletter
+from paddock.keeper.acl import Id, authenticate_digest, ip_id
+from paddock.keeper.codec import encode_response, encode_watch_event
+from paddock.keeper.codes import FRAME_SLACK, OpCode
+from paddock.keeper.config import KeeperConfig
+from paddock.keeper.connection import FourLetterWord, Request, ServerConnection
+from paddock.keeper.connection import Sentinel as _Sentinel
+from paddock.keeper.datatree import TxnResult
+from paddock.keeper.errors import Code, KeeperError
+from paddock.keeper.jute import ProtocolError
+from paddock.keeper.records import AuthPacket, ConnectRequest
+from paddock.keeper.replicated import KeeperStateMachine, Proposer
+from paddock.keeper.request_handlers import READ_HANDLERS, WRITE_OPCODES, to_op, write_reply
+from paddock.keeper.session import (
+    SessionIdAllocator,
+    negotiate_timeout,
+    new_secret,
+    session_password,
+)
+from paddock.keeper.txn import CloseSession, CreateSession, DeleteContainer, Noop, Txn, encode_txn
+from paddock.keeper.watches import WatchManager
+
+log = logging.getLogger(__name__)
+
+_EXPIRED_PASSWD = bytes(16)
+_UNIMPLEMENTED = int(Code.UNIMPLEMENTED)
+_AUTH_FAILED = int(Code.AUTH_FAILED)
+
+
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class _Slot:
+    """A reply position in a connection's FIFO queue."""
+
+    __slots__ = ("frame", "run")
+
+    def __init__(self, frame: bytes | None = None, run: Callable[[], bytes] | None = None):
+        self.frame = frame
+        self.run = run
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client TCP connection (and, once connected, its session here)."""
+
+    def __init__(self, server: KeeperServer) -> None:
+        self.server = server
+        self.proto = ServerConnection(
+            max_packet=server.cfg.jute_max_buffer + FRAME_SLACK, allow_four_letter_words=True
+        )
+        self.transport: asyncio.Transport | None = None
+        self.address = "?"
+        self.port = 0
+        self.session_id = 0
+        self.timeout_ms = 0
+        self.auth: list[Id] = []
+        self.connected = False
+        self.handshaking = False
+        self.closed = False
+        self.queue: deque[_Slot] = deque()
+        self.out: list[bytes] = []
+        self._flush_scheduled = False
+        self._loop = asyncio.get_running_loop()
+        self.received = 0
+        self.sent = 0
+
+    # ------------------------------------------------------------ transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.address, self.port = str(peer[0]), int(peer[1])
+        self.auth = [ip_id(self.address)]
+        if not self.server.admit(self):
+            log.warning(
+                "too many connections from %s (max %d); closing",
+                self.address,
+                self.server.cfg.max_client_cnxns,
+            )
+            self.closed = True
+            transport.abort()
+            return
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.forget(self)
+
+    def pause_writing(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.proto.receive_data(data)
+        if self.connected:
+            self.server.sm.sessions.touch(self.session_id, _now_ms())
+        self.process()
+
+    def eof_received(self) -> bool | None:
+        self.close()
+        return None
+
+    # ------------------------------------------------------------ events
+    def process(self) -> None:
+        proto = self.proto
+        while not self.closed and not self.handshaking:
+            try:
+                ev = proto.next_event()
+            except ProtocolError as exc:
+                log.warning(
+                    "closing connection from %s:%d (session 0x%x): %s",
+                    self.address,
+                    self.port,
+                    self.session_id & 0xFFFFFFFFFFFFFFFF,
+                    exc.reason,
+                )
+                self.close()
+                return
+            if isinstance(ev, _Sentinel):
+                if ev is not _Sentinel.NEED_DATA:
+                    self.close()
+                return
+            if isinstance(ev, Request):
+                self.received += 1
+                self.handle_request(ev)
+            elif isinstance(ev, ConnectRequest):
+                self.handshaking = True
+                self.server.handle_connect(self, ev)
+            elif isinstance(ev, FourLetterWord):
+                text = self.server.four_letter(ev.command)
+                self.write(text.encode())
+                self.close()
+                return
+
+    def handle_request(self, req: Request) -> None:
+        op = req.opcode
+        handler = READ_HANDLERS.get(op)
+        if handler is not None and req.record is not None:
+            if self.queue:
+                self.queue.append(_Slot(None, lambda: handler(self, req)))
+            else:
+                self.write(handler(self, req))
+            return
+        if op in WRITE_OPCODES and req.record is not None:
+            self.server.submit_write(self, req)
+            return
+        if op == OpCode.AUTH and req.record is not None:
+            self._auth(req)
+            return
+        zxid = self.server.sm.last_zxid
+        if op == OpCode.RECONFIG:
+            self.reply(encode_response(req.xid, zxid, int(Code.RECONFIG_DISABLED)))
+        else:
+            log.info("session 0x%x: unimplemented opcode %d", self.session_id, op)
+            self.reply(encode_response(req.xid, zxid, _UNIMPLEMENTED))
+
+    def _auth(self, req: Request) -> None:
+        rec: AuthPacket = req.record  # type: ignore[assignment]
+        if rec.scheme == "digest":
+            for ident in authenticate_digest(rec.auth, self.server.cfg.super_digest):
+                if ident not in self.auth:
+                    self.auth.append(ident)
+            self.reply(encode_response(req.xid, 0, 0))
+            return
+        log.info("session 0x%x: auth scheme %r not supported", self.session_id, rec.scheme)
+        self.reply(encode_response(req.xid, 0, _AUTH_FAILED))
+        self.close_after_replies()
+
+    # ------------------------------------------------------------ replies
+    def reply(self, frame: bytes) -> None:
+        """A reply in FIFO order (behind this session's pending writes)."""
+        if self.queue:
+            self.queue.append(_Slot(frame))
+        else:
+            self.write(frame)
+
+    def begin_ordered(self) -> _Slot:
+        slot = _Slot()
+        self.queue.append(slot)
+        return slot
+
+    def complete(self, slot: _Slot, frame: bytes) -> None:
+        slot.frame = frame
+        queue = self.queue
+        while queue:
+            head = queue[0]
+            if head.frame is not None:
+                self.write(head.frame)
+            elif head.run is not None:
+                self.write(head.run())
+            else:
+                return
+            queue.popleft()
+
+    def close_after_replies(self) -> None:
+        if self.queue:
+            self.queue.append(_Slot(None, self._close_now))
+        else:
+            self.close()
+
+    def _close_now(self) -> bytes:
+        self._loop.call_soon(self.close)
+        return b""
+
+    def write(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        self.out.append(frame)
+        self.sent += 1
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if self.out and self.transport is not None and not self.transport.is_closing():
+            out, self.out = self.out, []
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
+
+    def close(self) -> None:
+        if self.transport is None:
+            return
+        self.flush()
+        self.closed = True
+        self.queue.clear()
+        self.transport.close()
+
+    # ------------------------------------------------------------ session
+    def session_ready(self, session_id: int, timeout_ms: int, passwd: bytes) -> None:
+        self.session_id = session_id
+        self.timeout_ms = timeout_ms
+        self.connected = True
+        self.handshaking = False
+        self.write(self.proto.encode_connect_response(timeout_ms, session_id, passwd, False))
+        self.process()
+
+    def session_refused(self, expired: bool) -> None:
+        """Expired/unknown session: ZooKeeper's expired handshake, then close."""
+        self.handshaking = False
+        if expired:
+            self.write(self.proto.encode_connect_response(0, 0, _EXPIRED_PASSWD, False))
+        self.close()
+
+
+class KeeperServer:
+    """One keeper server: client port + consensus node + replicated data tree."""
+
+    def __init__(self, cfg: KeeperConfig, *, rng: random.Random | None = None) -> None:
+        self.cfg = cfg
+        self.id = cfg.my_id
+        self.sm = KeeperStateMachine(_now_ms)
+        self.sm.listener = self
+        self.watches = WatchManager()
+        self.rng = rng or random.Random()
+        self._secret = new_secret(self.rng)
+        self._ids = SessionIdAllocator(self.id, int(time.time() * 1000))
+        self.connections: set[ClientConnection] = set()
+        self.by_session: dict[int, ClientConnection] = {}
+        self._per_ip: dict[str, int] = {}
+        peers = cfg.peers() if not cfg.standalone else {self.id: ("127.0.0.1", 0)}
+        if not cfg.standalone and self.id not in peers:
+            raise ValueError(f"server id {self.id} not in peers {sorted(peers)}")
+        self.cons = ConsensusServer(
+            self.id,
+            peers,
+            cfg.data_dir,
+            self.sm,
+            tick_interval=cfg.raft_tick,
+            election_ticks=10,
+            heartbeat_ticks=1,
+        )
+        election_s = cfg.raft_tick * 10
+        self.proposer = Proposer(self.id, self.cons, forward_timeout=max(0.5, 3 * election_s))
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._was_leader = False
+        self._unserving_since: float | None = None
+        self._last_touch_flush = 0.0
+        self._last_container_check = 0.0
+        self.client_port = cfg.client_port
+        self.stopped = asyncio.Event()
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self.cons.start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self),
+            self.cfg.client_host,
+            self.cfg.client_port,
+            reuse_address=True,
+            backlog=1024,
+        )
+        sock = self._server.sockets[0]
+        self.client_port = sock.getsockname()[1]
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="keeper-housekeeping"))
+        log.info(
+            "keeper %d serving clients on %s:%d (%s)",
+            self.id,
+            self.cfg.client_host,
+            self.client_port,
+            "standalone" if self.cfg.standalone else f"{len(self.cfg.servers)} servers",
+        )
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for c in list(self.connections):
+            c.close()
+        self.proposer.fail_all()
+        await self.cons.stop()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+        self.stopped.set()
+
+    # ------------------------------------------------------------ state
+    @property
+    def role(self) -> Role:
+        node = self.cons.node
+        return node.role if node is not None else Role.FOLLOWER
+
+    @property
+    def serving(self) -> bool:
+        node = self.cons.node
+        if node is None:
+            return False
+        return node.role == Role.LEADER or (node.role == Role.FOLLOWER and node.leader != 0)
+
+    @property
+    def mode(self) -> str:
+        if not self.serving:
+            return "candidate"
+        if self.cfg.standalone:
+            return "standalone"
+        return "leader" if self.role == Role.LEADER else "follower"
+
+    # ------------------------------------------------------------ connections
+    def admit(self, conn: ClientConnection) -> bool:
+        limit = self.cfg.max_client_cnxns
+        n = self._per_ip.get(conn.address, 0)
+        if limit and n >= limit:
+            return False
+        self._per_ip[conn.address] = n + 1
+        return True
+
+    def forget(self, conn: ClientConnection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            n = self._per_ip.get(conn.address, 1) - 1
+            if n <= 0:
+                self._per_ip.pop(conn.address, None)
+            else:
+                self._per_ip[conn.address] = n
+        sid = conn.session_id
+        if sid and self.by_session.get(sid) is conn:
+            del self.by_session[sid]
+            self.watches.remove_session(sid)
+
+    def handle_connect(self, conn: ClientConnection, req: ConnectRequest) -> None:
+        if not self.serving:
+            log.info("refusing session from %s: not serving (no quorum)", conn.address)
+            conn.session_refused(expired=False)
+            return
+        if req.last_zxid_seen > self.sm.last_zxid:
+            log.info(
+                "refusing session from %s: client has seen zxid 0x%x, ours is 0x%x",
+                conn.address,
+                req.last_zxid_seen,
+                self.sm.last_zxid,
+            )
+            conn.session_refused(expired=False)
+            return
+        timeout = negotiate_timeout(req.time_out, self.cfg.min_timeout, self.cfg.max_timeout)
+        if req.session_id == 0:
+            sid = self._ids.next_id()
+            passwd = session_password(sid, self._secret)
+            txn = Txn(sid, (), CreateSession(sid, timeout, passwd), 0)
+
+            def created(result: TxnResult | None) -> None:
+                if conn.closed:
+                    return
+                if result is None or result.err:
+                    conn.session_refused(expired=False)
+                    return
+                self._attach(conn, sid, timeout, passwd)
+
+            self.proposer.submit(encode_txn(txn), created)
+            return
+        self._resume(conn, req, barrier=True)
+
+    def _resume(self, conn: ClientConnection, req: ConnectRequest, barrier: bool) -> None:
+        sid = req.session_id
+        info = self.sm.sessions.get(sid)
+        if info is None and barrier:
+            # Maybe the session was created so recently that we have not applied it:
+            # a no-op through the log makes us apply everything committed before.
+            def after(result: TxnResult | None) -> None:
+                if conn.closed:
+                    return
+                if result is None:
+                    conn.session_refused(expired=False)
+                else:
+                    self._resume(conn, req, barrier=False)
+
+            self.proposer.submit(encode_txn(Txn(0, (), Noop(), 0)), after)
+            return
+        if info is None or info.password != req.passwd or self.sm.sessions.is_closing(sid):
+            log.info("session 0x%x from %s is expired or unknown", sid, conn.address)
+            conn.session_refused(expired=True)
+            return
+        self._attach(conn, sid, info.timeout_ms, info.password)
+
+    def _attach(self, conn: ClientConnection, sid: int, timeout: int, passwd: bytes) -> None:
+        old = self.by_session.get(sid)
+        if old is not None and old is not conn:
+            self.watches.remove_session(sid)
+            old.session_id = 0
+            old.close()
+        self.by_session[sid] = conn
+        self.sm.sessions.touch(sid, _now_ms())
+        conn.session_ready(sid, timeout, passwd)
+
+    # ------------------------------------------------------------ writes
+    def submit_write(self, conn: ClientConnection, req: Request) -> None:
+        try:
+            op = to_op(req.opcode, req.record, conn.session_id, self.cfg.extended_types_enabled)
+        except KeeperError as e:
+            conn.reply(encode_response(req.xid, self.sm.last_zxid, e.code))
+            return
+        txn = Txn(conn.session_id, tuple(conn.auth), op, req.xid)
+        slot = conn.begin_ordered()
+        closing = req.opcode == OpCode.CLOSE_SESSION
+
+        def done(result: TxnResult | None) -> None:
+            if conn.closed:
+                return
+            if result is None:
+                conn.close()  # outcome unknown: the client sees ConnectionLoss
+                return
+            conn.complete(slot, write_reply(req, result, self.sm.last_zxid))
+            if closing:
+                conn.close_after_replies()
+
+        self.proposer.submit(encode_txn(txn), done)
+
+    # ------------------------------------------------------------ apply path
+    def on_applied(self, origin: int, seq: int, txn: Txn, result: TxnResult) -> None:
+        if result.triggers:
+            self._deliver(result)
+        op = txn.op
+        closed: ClientConnection | None = None
+        if isinstance(op, CloseSession):
+            self.watches.remove_session(op.session_id)
+            closed = self.by_session.pop(op.session_id, None)
+        # Our own closeSession is answered here; its ``done`` closes afterwards.
+        self.proposer.applied(origin, seq, result)
+        if closed is not None:
+            closed.close()
+
+    def _deliver(self, result: TxnResult) -> None:
+        by_session = self.by_session
+
+        def auth_of(sid: int) -> list[Id]:
+            c = by_session.get(sid)
+            return c.auth if c is not None else []
+
+        for d in self.watches.trigger(result.triggers, result.zxid, auth_of):
+            conn = by_session.get(d.session_id)
+            if conn is not None:
+                conn.write(encode_watch_event(d.event_type, d.state, d.path, d.zxid))
+
+    def on_restored(self) -> None:
+        log.info("state restored from a snapshot (zxid 0x%x)", self.sm.last_zxid)
+
+    # ------------------------------------------------------------ housekeeping
+    async def _housekeeping(self) -> None:
+        interval = min(0.05, self.cfg.tick_ms / 4000)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self._housekeep()
+            except Exception:
+                log.exception("housekeeping failed")
+
+    def _housekeep(self) -> None:
+        now = time.monotonic()
+        now_ms = _now_ms()
+        self.proposer.tick()
+        leader = self.role == Role.LEADER
+        sessions = self.sm.sessions
+        if leader and not self._was_leader:
+            sessions.refresh_all(now_ms)
+            log.info("keeper %d is the leader", self.id)
+        self._was_leader = leader
+        if leader:
+            sessions.take_touched()
+            for sid in sessions.expired(now_ms):
+                log.info("session 0x%x expired; closing it", sid & 0xFFFFFFFFFFFFFFFF)
+                self.proposer.submit(encode_txn(Txn(sid, (), CloseSession(sid), 0)), _ignore)
+            if now - self._last_container_check > 1.0:
+                self._last_container_check = now
+                for path in self.sm.tree.deletion_candidates(int(time.time() * 1000)):
+                    self.proposer.submit(encode_txn(Txn(0, (), DeleteContainer(path), 0)), _ignore)
+        elif now - self._last_touch_flush > self.cfg.tick_ms / 2000:
+            self._last_touch_flush = now
+            touched = sessions.take_touched()
+            if touched and self.serving:
+                self.proposer.submit_touch(touched)
+        if self.serving:
+            self._unserving_since = None
+        elif self._unserving_since is None:
+            self._unserving_since = now
+        elif now - self._unserving_since > max(1.0, self.cfg.tick_ms / 1000) and self.by_session:
+            log.warning("no quorum for a while: closing %d client sessions", len(self.by_session))
+            for conn in list(self.by_session.values()):
+                conn.close()
+
+    # ------------------------------------------------------------ reporting
+    def four_letter(self, word: str) -> str:
+        return fourletter.answer(word, self.report(), self.cfg.four_letter_words)
+
+    def report(self) -> fourletter.ServerReport:
+        tree = self.sm.tree
+        status: dict[str, Any] = {}
+        try:
+            status = self.cons.status()
+        except Exception:
+            status = {}
+        conns = [
+            fourletter.ConnectionReport(
+                c.address,
+                c.port,
+                c.session_id,
+                c.timeout_ms,
+                c.received,
+                c.sent,
+                len(c.queue),
+                tree.last_zxid,
+            )
+            for c in self.connections
+        ]
+        ephemerals = {sid: sorted(p) for sid, p in tree.ephemerals.items()}
+        progress = status.get("progress", {}) if isinstance(status, dict) else {}
+        return fourletter.ServerReport(
+            server_id=self.id,
+            mode=self.mode,
+            serving=self.serving,
+            zxid=tree.last_zxid,
+            node_count=tree.node_count(),
+            ephemeral_count=tree.ephemeral_count(),
+            watch_count=self.watches.watch_count(),
+            watched_paths=len(self.watches.watched_paths()),
+            watching_sessions=len(self.watches.sessions_watching()),
+            approximate_data_size=tree.approximate_data_size(),
+            received=sum(c.received for c in self.connections),
+            sent=sum(c.sent for c in self.connections),
+            outstanding=len(self.proposer),
+            latency_min_ms=0.0,
+            latency_avg_ms=0.0,
+            latency_max_ms=0.0,
+            connections=conns,
+            session_count=len(self.sm.sessions),
+            ephemerals=ephemerals,
+            config_lines=self._config_lines(),
+            followers=len(progress),
+            synced_followers=len(progress),
+            data_dir=str(self.cfg.data_dir),
+        )
+
+    def _config_lines(self) -> list[str]:
+        cfg = self.cfg
+        lines = [
+            f"clientPort={self.client_port}",
+            f"clientPortAddress={cfg.client_host}",
+            f"dataDir={cfg.data_dir}",
+            f"dataDirSize=0",  # noqa: F541
+            f"dataLogDir={cfg.data_log_dir or cfg.data_dir}",
+            f"tickTime={cfg.tick_ms}",
+            f"maxClientCnxns={cfg.max_client_cnxns}",
+            f"minSessionTimeout={cfg.min_timeout}",
+            f"maxSessionTimeout={cfg.max_timeout}",
+            f"serverId={self.id}",
+        ]
+        for sid, s in sorted(cfg.servers.items()):
+            client = f";{s.client_host or '0.0.0.0'}:{s.client_port}" if s.client_port else ""
+            lines.append(f"server.{sid}={s.host}:{s.peer_port}:{s.election_port}:{s.role}{client}")
+        return lines
+
+
+def _ignore(result: TxnResult | None) -> None:
+    return None
+
+
+async def serve(cfg: KeeperConfig, stop: asyncio.Event) -> None:
+    """Run a keeper server until ``stop`` is set."""
+    os.makedirs(cfg.data_dir, exist_ok=True)
+    server = KeeperServer(cfg)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
