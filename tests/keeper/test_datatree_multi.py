@@ -131,3 +131,15 @@ def test_multi_rejects_set_acl_inside():
     tree = fresh()
     r = run(tree, [t.SetACL("/", OPEN_ACL_UNSAFE)], zxid=3)  # type: ignore[list-item]
     assert [x.err for x in r.results] == [Code.BAD_ARGUMENTS]
+
+
+def test_malformed_op_is_a_system_error_and_multi_still_rolls_back():
+    tree = fresh()
+    before = tree.serialize()
+    bad = t.Create("/b", b"", (object(),))  # not an ACL: fixup_acl cannot unpack it
+    r = run(tree, [t.Create("/a", b"", OPEN_ACL_UNSAFE), bad], zxid=3)
+    assert [x.err for x in r.results] == [0, Code.SYSTEM_ERROR]
+    tree.last_zxid = 1
+    assert tree.serialize() == before
+    r = tree.apply(t.Txn(SID, (), bad), 4, 0)
+    assert r.err == Code.SYSTEM_ERROR

@@ -185,6 +185,12 @@ class DataTree(TreeReads):
                 result = TxnResult(zxid, int(Code.UNIMPLEMENTED))
         except KeeperError as exc:
             return TxnResult(zxid, exc.code, getattr(op, "path", None))
+        except Exception:
+            # A malformed op that slipped past the codec (say, data that is not
+            # bytes). Handlers validate before they mutate, and every replica fails
+            # the same way, so answering SystemError keeps the replicas in step
+            # instead of stopping the applier.
+            return TxnResult(zxid, int(Code.SYSTEM_ERROR), getattr(op, "path", None))
         result.triggers = triggers
         return result
 
@@ -449,13 +455,14 @@ class DataTree(TreeReads):
                 if handler is None or isinstance(sub, t.SetACL):
                     raise KeeperError(Code.BAD_ARGUMENTS)
                 results.append(handler(sid, auth, sub, zxid, time_ms, triggers, undo))
-            except KeeperError as exc:
+            except Exception as exc:
                 for step in reversed(undo):
                     step()
+                code = exc.code if isinstance(exc, KeeperError) else int(Code.SYSTEM_ERROR)
                 failed = [TxnResult(zxid) for _ in range(index)]
-                failed.append(TxnResult(zxid, exc.code))
+                failed.append(TxnResult(zxid, code))
                 failed.extend(TxnResult(zxid, _RUNTIME_INCONSISTENCY) for _ in ops[index + 1 :])
-                return TxnResult(zxid, exc.code, results=failed)
+                return TxnResult(zxid, code, results=failed)
         return TxnResult(zxid, 0, results=results, triggers=triggers)
 
     def _close_session(self, session_id: int, zxid: int, triggers: list[WatchTrigger]) -> None:
