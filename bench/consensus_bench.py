@@ -133,7 +133,13 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    base = Path(args.data_dir) if args.data_dir else Path(__file__).resolve().parent.parent
+    if args.data_dir:
+        base = Path(args.data_dir)
+    else:
+        # The system temp dir unless it lives in RAM; then the repo's disk.
+        base = Path(tempfile.gettempdir())
+        if fs_type(base.resolve()) in ("tmpfs", "ramfs"):
+            base = Path(__file__).resolve().parent.parent
     base.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="consensus-bench-", dir=base))
     kind = fs_type(work)
@@ -217,7 +223,9 @@ def main() -> None:
     p.add_argument("--keys", type=int, default=10_000, help="distinct keys written")
     p.add_argument("--snapshot-every", type=int, default=100_000)
     p.add_argument(
-        "--data-dir", default="", help="parent of the node data dirs (default: the repo root)"
+        "--data-dir",
+        default="",
+        help="parent of the node data dirs (default: the temp dir unless tmpfs, else the repo)",
     )
     args = p.parse_args()
 

@@ -120,6 +120,48 @@ async def test_stopping_the_leader_elects_a_new_one_with_data_intact(cluster: Cl
     assert await new.propose(put("after", "yes")) > last
 
 
+async def test_garbage_on_a_peer_port_does_not_disturb_the_cluster(cluster: Cluster) -> None:
+    leader = await cluster.leader()
+    victim = next(s for s in cluster.servers.values() if s.id != leader.id)
+    for junk in (b"\xff" * 64, b"\x10\x00\x00\x00" + b"A" * 16, b"GET / HTTP/1.0\r\n\r\n"):
+        reader, writer = await asyncio.open_connection(*cluster.peers[victim.id])
+        writer.write(junk)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # it hung up on us
+        writer.close()
+    assert victim.transport.rejected_connections == 3
+    idx = await leader.propose(put("still", "fine"))
+    await asyncio.wait_for(victim.wait_applied(idx), 5)
+    assert cluster.sms[victim.id].data[b"still"] == b"fine"
+
+
+class PickyKV(KVStateMachine):
+    def apply(self, entry):
+        if entry.data == b"boom":
+            raise ValueError("boom refused")
+        return super().apply(entry)
+
+
+async def test_state_machine_error_reaches_the_proposer_only(tmp_path: Path) -> None:
+    c = Cluster(tmp_path)
+    try:
+        for nid in c.ids:
+            c.sms[nid] = PickyKV()
+            srv = ConsensusServer(nid, c.peers, tmp_path / f"n{nid}", c.sms[nid], **c.kw)
+            c.servers[nid] = srv
+            await srv.start()
+        leader = await c.leader()
+        with pytest.raises(ValueError, match="boom refused"):
+            await leader.propose(b"boom")
+        results = await leader.propose_many([put("a", "1"), b"boom", put("b", "2")])
+        assert isinstance(results[1], ValueError) and results[0] + 2 == results[2]
+        for srv in c.servers.values():
+            await asyncio.wait_for(srv.wait_applied(results[2]), 5)
+            assert c.sms[srv.id].data[b"b"] == b"2"
+    finally:
+        await c.stop_all()
+
+
 async def test_restarted_node_catches_up_from_the_log(cluster: Cluster) -> None:
     leader = await cluster.leader()
     follower_id = next(i for i in cluster.ids if i != leader.id)

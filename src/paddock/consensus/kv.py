@@ -204,6 +204,8 @@ class KVClientServer:
                 lines.append(b"UNKNOWN %d\n" % r.leader)
             elif isinstance(r, NotLeader):
                 lines.append(b"NOTLEADER %d\n" % r.leader)
+            elif isinstance(r, Exception):
+                lines.append(b"ERR " + str(r).encode(errors="replace").replace(b"\n", b" ") + b"\n")
             else:
                 lines.append(b"OK %d\n" % (r or 0))
         return b"".join(lines)

@@ -251,8 +251,8 @@ class ConsensusServer:
     def submit_many(self, datas: Sequence[bytes]) -> asyncio.Future[list[Any]]:
         """Append ``datas`` now (leader only, else ``NotLeader``) and return a future
         of per-item outcomes: the ``apply`` result, or a ``NotLeader`` /
-        ``OutcomeUnknown`` instance for an item that failed (not raised, because
-        earlier items of the batch may have committed)."""
+        ``OutcomeUnknown`` instance for an item that failed, or the exception
+        ``apply`` raised (returned, not raised: other items may have succeeded)."""
         node = self._require_node()
         if node.role != Role.LEADER:
             raise NotLeader(node.leader)
@@ -278,10 +278,11 @@ class ConsensusServer:
         """Replicate ``data``; return the state machine's result for it.
 
         Raises ``NotLeader(leader)`` if this node is not the leader or the entry
-        was overwritten, ``OutcomeUnknown`` if leadership was lost meanwhile.
+        was overwritten, ``OutcomeUnknown`` if leadership was lost meanwhile, and
+        whatever the state machine's ``apply`` raised for this (committed) entry.
         """
         (result,) = await self.submit_many([data])
-        if isinstance(result, NotLeader):
+        if isinstance(result, Exception):
             raise result
         return result
 
@@ -431,7 +432,18 @@ class ConsensusServer:
         for e in committed:
             if e.index <= applied:
                 continue  # already covered by a restored snapshot
-            result = apply(e) if e.kind == normal else None
+            if e.kind == normal:
+                try:
+                    result = apply(e)
+                except Exception as exc:
+                    # Deterministic: every replica fails the same command the same
+                    # way, so the log stays applicable; the proposer gets the error.
+                    log.warning(
+                        "node %d: state machine rejected entry %d: %r", self.id, e.index, exc
+                    )
+                    result = exc
+            else:
+                result = None
             applied = e.index
             while batches:
                 b = batches[0]
