@@ -216,18 +216,20 @@ class Resources:
     persistent volumes and revocable resources are not modelled).
     """
 
-    __slots__ = ("_items", "_quantities")
+    __slots__ = ("_items", "_quantities", "_scalars")
 
     def __init__(self, items: Mapping[Key, Value] | None = None) -> None:
         # Callers inside this module pass normalised dicts; the public path is parse/from_json.
         self._items: dict[Key, Value] = dict(items) if items else {}
         self._quantities: dict[str, int] | None = None
+        self._scalars: dict[str, int] | None = None
 
     @classmethod
     def _wrap(cls, items: dict[Key, Value]) -> Resources:
         obj = cls.__new__(cls)
         obj._items = items
         obj._quantities = None
+        obj._scalars = None
         return obj
 
     # -- construction ------------------------------------------------------------------
@@ -358,11 +360,15 @@ class Resources:
         return q
 
     def scalar_millis(self) -> dict[str, int]:
-        """Scalar totals per name in thousandths (what DRF shares are computed from)."""
-        q: dict[str, int] = {}
-        for (name, _), v in self._items.items():
-            if isinstance(v, int):
-                q[name] = q.get(name, 0) + v
+        """Scalar totals per name in thousandths (what DRF shares are computed from); cached.
+        Callers must not modify the returned dict."""
+        q = self._scalars
+        if q is None:
+            q = {}
+            for (name, _), v in self._items.items():
+                if isinstance(v, int):
+                    q[name] = q.get(name, 0) + v
+            self._scalars = q
         return q
 
     # -- filtering by role -------------------------------------------------------------

@@ -1,0 +1,140 @@
+"""The allocator's bookkeeping records and its weighted-DRF ordering.
+
+Mesos's ``DRFSorter`` (``src/master/allocator/mesos/sorter/drf/sorter.cpp``) orders clients by
+``(share, allocation count, name)`` where ``share = max_r(allocated_r / cluster_total_r) /
+weight`` over the scalar resources of the whole cluster.  One sorter orders roles; one per role
+orders that role's frameworks.  Since apache/mesos 86653356d an allocation does not dirty the
+sorter: the allocated client is shifted into its new place, so a round sorts once.  We do the
+same: :func:`reposition_after_growth` moves a client right with a binary search, and shrinking
+shares (recovered resources) only mark the order dirty for one re-sort before the next round.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from operator import attrgetter
+
+from paddock.master.resources import Resources
+
+__all__ = ["AgentState", "Client", "FrameworkState", "RefusalFilter", "RoleState"]
+
+sort_key = attrgetter("key")
+
+
+@dataclass(slots=True)
+class RefusalFilter:
+    """A framework declined ``refused`` on an agent: until ``expires_at`` it is not offered
+    any subset of it (Mesos ``RefusedOfferFilter``: more resources lift the filter)."""
+
+    refused: Resources
+    expires_at: float
+
+
+@dataclass(slots=True, eq=False)
+class Client:
+    """One (framework, role) pair: an entry in a role's framework order.
+
+    ``alloc`` holds the scalar thousandths the framework holds in this role across agents
+    (offered plus used, as in Mesos, where an outstanding offer counts as allocated).
+    """
+
+    framework_id: str
+    role: str
+    framework: FrameworkState | None = None
+    alloc: dict[str, int] = field(default_factory=dict)
+    count: int = 0
+    key: tuple[float, int, str] = (0.0, 0, "")
+    filters: dict[str, list[RefusalFilter]] = field(default_factory=dict)
+    agents: dict[str, None] = field(default_factory=dict)  # agents holding some of ours
+    in_order: bool = False
+
+    def __post_init__(self) -> None:
+        self.key = (0.0, 0, self.framework_id)
+
+    def holds_nothing(self) -> bool:
+        return not self.agents
+
+
+@dataclass(slots=True, eq=False)
+class RoleState:
+    """A role: its weight, its aggregate allocation and its frameworks in DRF order."""
+
+    name: str
+    weight: float = 1.0
+    alloc: dict[str, int] = field(default_factory=dict)
+    count: int = 0
+    key: tuple[float, int, str] = (0.0, 0, "")
+    clients: dict[str, Client] = field(default_factory=dict)
+    order: list[Client] = field(default_factory=list)
+    dirty: bool = False
+
+    def __post_init__(self) -> None:
+        self.key = (0.0, 0, self.name)
+
+
+@dataclass(slots=True, eq=False)
+class FrameworkState:
+    framework_id: str
+    roles: tuple[str, ...]
+    active: bool = True
+    suppressed: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True, eq=False)
+class AgentState:
+    """An agent's ``total``, what is ``offered`` and ``used`` per client, and the free rest.
+
+    ``available`` is maintained incrementally (``total - offered - used``) and is replaced,
+    never mutated, so the very object offered and then declined comes back as the free pool.
+    """
+
+    agent_id: str
+    total: Resources
+    available: Resources
+    offered: dict[Client, Resources] = field(default_factory=dict)
+    used: dict[Client, Resources] = field(default_factory=dict)
+    active: bool = True
+    scalar_totals: dict[str, int] = field(default_factory=dict)
+
+
+def add_millis(into: dict[str, int], q: dict[str, int]) -> None:
+    for name, m in q.items():
+        into[name] = into.get(name, 0) + m
+
+
+def sub_millis(into: dict[str, int], q: dict[str, int]) -> None:
+    for name, m in q.items():
+        left = into.get(name, 0) - m
+        if left > 0:
+            into[name] = left
+        else:
+            into.pop(name, None)
+
+
+class ShareCalculator:
+    """Dominant share against the cluster's scalar totals (``DRFSorter::calculateShare``)."""
+
+    __slots__ = ("inverse",)
+
+    def __init__(self) -> None:
+        self.inverse: list[tuple[str, float]] = []
+
+    def set_totals(self, totals: dict[str, int]) -> None:
+        self.inverse = [(name, 1.0 / m) for name, m in sorted(totals.items()) if m > 0]
+
+    def share(self, alloc: dict[str, int], weight: float = 1.0) -> float:
+        best = 0.0
+        for name, inv in self.inverse:
+            v = alloc.get(name)
+            if v:
+                x = v * inv
+                if x > best:
+                    best = x
+        return best / weight
+
+
+def reposition_after_growth(order: list, index: int, item: Client | RoleState) -> None:
+    """``item`` sits at ``order[index]`` and its key just grew: move it right into place."""
+    del order[index]
+    bisect.insort(order, item, lo=index, key=sort_key)
