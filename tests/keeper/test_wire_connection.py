@@ -297,3 +297,25 @@ def test_client_reads_old_connect_response_without_read_only():
 def test_invalid_max_packet():
     with pytest.raises(ValueError):
         p.ServerConnection(max_packet=0)
+
+
+def test_large_frame_fed_byte_by_byte_is_joined_once():
+    server = connected_server()
+    frame = p.encode_request(1, p.SetDataRequest("/big", b"q" * 50_000, -1))
+    for i in range(len(frame) - 1):
+        server.receive_data(frame[i : i + 1])
+        assert server.next_event() is p.NEED_DATA
+        # Only the 4-byte length prefix is ever made contiguous before the
+        # frame is complete: no quadratic re-copying of the growing frame.
+        assert len(server._frames._data) <= 4
+    server.receive_data(frame[-1:])
+    assert server.next_event().record.data == b"q" * 50_000
+
+
+def test_caller_buffer_reuse_does_not_corrupt_events():
+    server = connected_server()
+    buf = bytearray(p.encode_request(1, p.GetDataRequest("/abc")))
+    server.receive_data(buf[:10])
+    buf[:] = b"\xff" * len(buf)  # a reused receive buffer being overwritten
+    server.receive_data(bytes(p.encode_request(1, p.GetDataRequest("/abc"))[10:]))
+    assert server.next_event().record == p.GetDataRequest("/abc")
