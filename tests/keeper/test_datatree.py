@@ -64,6 +64,10 @@ def test_initial_tree_matches_zookeeper():
     assert stat.aversion == -1
     assert tree.get_acl("/zookeeper/config")[0] == list(READ_ACL_UNSAFE)
     assert root.czxid == 0 and root.num_children == 1
+    # clients see cversion = 2 * creations - children: the root never recorded
+    # creating /zookeeper, so it shows -1 (and /zookeeper -2), as ZooKeeper does
+    assert root.cversion == -1
+    assert tree.stat("/zookeeper").cversion == -2
 
 
 def test_create_sets_stat_and_parent(zk):
@@ -77,7 +81,7 @@ def test_create_sets_stat_and_parent(zk):
     assert (stat.version, stat.cversion, stat.aversion) == (0, 0, 0)
     assert stat.ephemeral_owner == 0 and stat.data_length == 5 and stat.num_children == 0
     root = zk.tree.stat("/")
-    assert root.cversion == 1 and root.pzxid == zxid and root.num_children == 2
+    assert root.cversion == 0 and root.pzxid == zxid and root.num_children == 2
     assert r.stat == stat
 
 
@@ -116,7 +120,8 @@ def test_sequential_names_use_parent_cversion(zk):
     # deletes do not bump cversion (ZooKeeper 3.9), so the counter does not either
     zk.create("/q/plain")
     assert zk.create("/q/n-", mode=t.EPHEMERAL_SEQUENTIAL).path == "/q/n-0000000004"
-    assert zk.tree.stat("/q").cversion == 5
+    assert zk.tree.nodes["/q"].cversion == 5  # stored: creations
+    assert zk.tree.stat("/q").cversion == 6  # shown: creations + deletions
 
 
 def test_delete_semantics(zk):
@@ -130,7 +135,7 @@ def test_delete_semantics(zk):
     r = zk.apply(t.Delete("/a/b", version=0))
     assert r.err == 0 and zk.tree.exists("/a/b") is None
     after = zk.tree.stat("/a")
-    assert after.pzxid == zk.zxid and after.cversion == before.cversion
+    assert after.pzxid == zk.zxid and after.cversion == before.cversion + 1
     assert after.num_children == 0
     assert [(tr.path, tr.event_type) for tr in r.triggers] == [
         ("/a/b", EventType.NODE_DELETED),
@@ -207,8 +212,12 @@ def test_acl_enforced_on_writes_and_reads(zk):
     assert exc.value.code == Code.NO_AUTH
     with pytest.raises(KeeperError):
         zk.tree.get_children("/p", [BOB])
+    # ZooKeeper 3.8.0 answers exists without an ACL check; newer ones need READ
+    assert zk.tree.exists("/p", [BOB]) is not None
+    zk.tree.exists_checks_acl = True
     with pytest.raises(KeeperError):
         zk.tree.exists("/p", [BOB])
+    assert zk.tree.exists("/p", [ALICE]) is not None
     assert zk.tree.get_data("/p", [ALICE])[0] == b""
     assert zk.tree.get_data("/p", [SUPER_ID])[0] == b""
     assert zk.apply(t.SetData("/p", b"x"), auth=[BOB, SUPER_ID]).err == 0
@@ -307,7 +316,8 @@ def test_create_session_table(zk):
 
 def test_containers(zk):
     r = zk.create("/c", mode=t.CONTAINER)
-    assert r.stat.ephemeral_owner == CONTAINER_OWNER
+    assert zk.tree.nodes["/c"].owner == CONTAINER_OWNER
+    assert r.stat.ephemeral_owner == 0  # clients see 0 for containers and TTL nodes
     assert zk.tree.containers_to_delete(now_ms=10**12) == []  # never had a child
     assert zk.tree.containers_to_delete(now_ms=10**12, max_never_used_ms=1000) == ["/c"]
     zk.create("/c/x")
@@ -332,7 +342,8 @@ def test_ttl_nodes(zk):
     assert zk.create("/t", mode=t.PERSISTENT_WITH_TTL, ttl=0).err == Code.BAD_ARGUMENTS
     r = zk.create("/t", mode=t.PERSISTENT_WITH_TTL, ttl=500)
     assert r.err == 0
-    owner = r.stat.ephemeral_owner
+    assert r.stat.ephemeral_owner == 0
+    owner = zk.tree.nodes["/t"].owner
     assert owner < 0 and is_ttl_owner(owner) and ttl_of(owner) == 500
     assert owner == -72057594037927436  # 0xFF00000000000000 | 500 as a Java long
     seq = zk.create("/t-", mode=t.PERSISTENT_SEQUENTIAL_WITH_TTL, ttl=5_000)
@@ -385,3 +396,32 @@ def test_noop_and_last_zxid(zk):
     r = zk.apply(t.Noop())
     assert r.err == 0 and r.triggers == []
     assert zk.tree.last_zxid == zk.zxid
+
+
+def test_stats_match_zookeeper_golden_transcript():
+    """Steps of tests/compat/golden/differential.json (real ZooKeeper 3.8)."""
+    zk = Keeper()
+    zk.session(SID)
+    zk.create("/R", b"root")
+    zk.create("/R/a", b"1")
+    zk.create("/R/a/b", b"bb")
+    zk.apply(t.Delete("/R/a/b", 0))
+    assert zk.tree.get_children("/R/a")[1].cversion == 2  # "children2 a after delete"
+    zk.apply(t.Delete("/R/a", -1))
+    for name in ("empty", "uni", "seq"):
+        zk.create(f"/R/{name}")
+    names = [zk.create("/R/seq/job-", b"j", mode=t.PERSISTENT_SEQUENTIAL).path for _ in range(3)]
+    assert names[-1] == "/R/seq/job-0000000002"
+    zk.apply(t.Delete("/R/seq/job-0000000001"))
+    after = zk.create("/R/seq/job-", mode=t.PERSISTENT_SEQUENTIAL).path
+    assert after == "/R/seq/job-0000000003"
+    assert zk.create("/R/seq/x", mode=t.PERSISTENT_SEQUENTIAL).path == "/R/seq/x0000000004"
+    stat = zk.tree.get_children("/R/seq")[1]
+    assert (stat.cversion, stat.num_children) == (6, 4)
+    zk.create("/R/eph", b"e", mode=t.EPHEMERAL)
+    assert zk.create("/R/es-", mode=t.EPHEMERAL_SEQUENTIAL).path == "/R/es-0000000005"
+    zk.session(OTHER)
+    zk.create("/R/ceph", mode=t.EPHEMERAL, session=OTHER)
+    children, stat = zk.tree.get_children("/R")
+    assert children == ["ceph", "empty", "eph", "es-0000000005", "seq", "uni"]
+    assert (stat.cversion, stat.num_children, stat.data_length) == (8, 6, 4)

@@ -38,7 +38,7 @@ def test_multi_success_applies_all_with_one_zxid():
     assert r.results[2].stat.version == 1
     data, stat = tree.get_data("/a")
     assert data == b"2" and stat.czxid == stat.mzxid == stat.pzxid == 5
-    assert stat.cversion == 1 and stat.num_children == 0
+    assert stat.cversion == 2 and stat.num_children == 0  # one create + one delete
     assert [(tr.path, tr.event_type) for tr in r.triggers] == [
         ("/a", EventType.NODE_CREATED),
         ("/", EventType.NODE_CHILDREN_CHANGED),

@@ -2,10 +2,11 @@
 
 A mixin of :class:`paddock.keeper.datatree.DataTree`, split off to keep the
 state-machine module readable. Reads raise :class:`KeeperError` with ZooKeeper's
-code (NoNode, NoAuth, BadArguments) and check permissions as ZooKeeper 3.9's
-``FinalRequestProcessor`` does: READ for getData, exists (on an existing node),
-getChildren and getAllChildrenNumber; READ or ADMIN for getACL; none for
-getEphemerals (a session's own nodes). Leader-side helpers that only look at the
+code (NoNode, NoAuth, BadArguments) and check permissions as ZooKeeper's
+``FinalRequestProcessor`` does: READ for getData, getChildren and
+getAllChildrenNumber; READ or ADMIN for getACL; none for getEphemerals (a
+session's own nodes) and, as in 3.8.0, none for exists (see
+``exists_checks_acl``). Leader-side helpers that only look at the
 tree (container and TTL deletion candidates) live here too.
 """
 
@@ -43,14 +44,19 @@ class TreeReads:
             raise KeeperError(Code.NO_AUTH, path)
         return node.data, node.stat()
 
+    #: ZooKeeper 3.8.0 (the ensemble paddock is compared against) answers exists
+    #: without looking at the ACL; 3.8.4/3.9.2 and later require READ on an
+    #: existing node. Set True (per tree or class) for the newer behaviour.
+    exists_checks_acl = False
+
     def exists(self, path: str, auth: Sequence[Id] = ()) -> Stat | None:
-        """exists: None when absent; NoAuth without READ on an existing node (3.9)."""
+        """exists: None when absent; NoAuth only if ``exists_checks_acl`` and no READ."""
         if "\0" in path:
             raise KeeperError(Code.BAD_ARGUMENTS, path)
         node = self.nodes.get(path)
         if node is None:
             return None
-        if not check_acl(node.acl, READ, auth):
+        if self.exists_checks_acl and not check_acl(node.acl, READ, auth):
             raise KeeperError(Code.NO_AUTH, path)
         return node.stat()
 

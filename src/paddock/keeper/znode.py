@@ -131,18 +131,33 @@ class ZNode:
             children.discard(name)
 
     def stat(self) -> Stat:
+        """The Stat clients see, which is not quite the stored one (``DataNode.copyStat``).
+
+        ``cversion`` is stored as the number of child creations (it numbers
+        sequential children) and shown as creations + deletions, i.e.
+        ``2 * stored - numChildren`` (so the root, which has /zookeeper but no
+        recorded creation, shows -1). ``ephemeralOwner`` shows 0 for containers and
+        TTL nodes.
+        """
         data = self.data
+        num_children = len(self.children)
+        cversion = self.cversion * 2 - num_children
+        if not -0x80000000 <= cversion <= 0x7FFFFFFF:
+            cversion = (cversion + 0x80000000) % 0x100000000 - 0x80000000  # Java int
+        owner = self.owner
+        if owner < 0 and (owner == CONTAINER_OWNER or is_ttl_owner(owner)):
+            owner = 0
         return Stat(
             self.czxid,
             self.mzxid,
             self.ctime,
             self.mtime,
             self.version,
-            self.cversion,
+            cversion,
             self.aversion,
-            self.owner,
+            owner,
             0 if data is None else len(data),
-            len(self.children),
+            num_children,
             self.pzxid,
         )
 
