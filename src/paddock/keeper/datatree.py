@@ -13,13 +13,15 @@ raise :class:`KeeperError` with ZooKeeper's code on failure. Watch registration 
 the per-server :class:`paddock.keeper.watches.WatchManager`'s business; the tree
 only reports what changed (:class:`WatchTrigger`).
 
-Semantics follow apache/zookeeper 3.9 (``PrepRequestProcessor``, ``DataTree``,
-``FinalRequestProcessor``); notable points:
+Semantics follow apache/zookeeper (``PrepRequestProcessor``, ``DataTree``,
+``FinalRequestProcessor``, 3.8.0 where it differs from 3.9 and paddock is compared
+against 3.8.0); notable points:
 
 - check order per op is ZooKeeper's (e.g. delete checks DELETE on the parent before
   it looks at the node; create validates the ACL before looking up the parent);
-- only creates bump the parent's ``cversion`` (and thus the sequence counter);
-  creates and deletes both move ``pzxid``;
+- the stored ``cversion`` counts child creations only (it numbers sequential
+  children); clients see creations + deletions (``ZNode.stat``); creates and
+  deletes both move ``pzxid``;
 - a failed multi leaves the tree untouched and reports ``0`` for the ops before the
   failing one, its error for it, and ``-2`` (RuntimeInconsistency) after it;
 - an unknown session yields SessionExpired (ZooKeeper says UnknownSession for a
