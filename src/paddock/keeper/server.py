@@ -116,7 +116,7 @@ class ClientConnection(asyncio.Protocol):
                 self.server.cfg.max_client_cnxns,
             )
             self.closed = True
-            transport.abort()
+            self.transport.abort()  # type: ignore[union-attr]
             return
         self.server.connections.add(self)
 
