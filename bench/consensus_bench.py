@@ -125,6 +125,16 @@ class Load:
             writer.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (Linux /proc), 0.0 if unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -172,12 +182,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         )
         tasks = [asyncio.create_task(load.run_connection()) for _ in range(args.connections)]
         await asyncio.sleep(args.warmup)
+        pids = {nid: proc.pid for nid, proc in cluster.procs.items()}
+        pids[0] = os.getpid()  # the load generator (this process)
         st0 = await cluster.status(leader)
+        cpu0 = {nid: cpu_seconds(pid) for nid, pid in pids.items()}
         load.recording = True
         t0 = time.perf_counter()
         await asyncio.sleep(args.duration)
         load.recording = False
         elapsed = time.perf_counter() - t0
+        cpu1 = {nid: cpu_seconds(pid) for nid, pid in pids.items()}
         st1 = await cluster.status(leader)
         load.stopping = True
         for t in tasks:
@@ -210,6 +224,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "error_samples": sorted(load.error_samples),
         "window_s": elapsed,
         "follower_fsyncs_total": follower_fsyncs,
+        "leader": leader,
+        "cpu_percent": {nid: (cpu1[nid] - cpu0[nid]) / elapsed * 100 for nid in pids},
     }
 
 
@@ -246,11 +262,16 @@ def main() -> None:
         ("entries per leader fsync", f"{res['entries_per_fsync']:.1f}"),
         ("errors", str(res["errors"])),
     ]
+    for nid, pct in sorted(res["cpu_percent"].items()):
+        who = "load generator" if nid == 0 else f"node {nid}"
+        if nid == res["leader"]:
+            who += " (leader)"
+        rows.append((f"CPU {who}", f"{pct:.0f} %"))
     width = max(len(r[0]) for r in rows)
     print()
     print(
         f"3 nodes, {args.value_size} B values, {args.connections} connections x "
-        f"{args.pipeline} in flight, {res['window_s']:.1f} s window"
+        f"{args.pipeline} in flight, {res['window_s']:.1f} s window, {os.cpu_count()} CPUs"
     )
     for name, value in rows:
         print(f"  {name:<{width}}  {value:>14}")
