@@ -5,7 +5,8 @@
 The implementation is split by concern: :mod:`~paddock.keeper.jute`
 (primitives, :class:`ProtocolError`), :mod:`~paddock.keeper.codes`
 (opcodes, error codes, watch/state/mode constants),
-:mod:`~paddock.keeper.records` (request records and data types),
+:mod:`~paddock.keeper.wiretypes` (Id, ACL, Stat, ClientInfo),
+:mod:`~paddock.keeper.records` (request records),
 :mod:`~paddock.keeper.responses` (reply records),
 :mod:`~paddock.keeper.multi` (multi / multiRead),
 :mod:`~paddock.keeper.codec` (opcode tables, framed encoders),

@@ -1,4 +1,4 @@
-"""Jute records a ZooKeeper client sends: data types and request bodies.
+"""Jute records a ZooKeeper client sends: the request bodies.
 
 Each record is a slotted dataclass (or NamedTuple for small immutable values)
 with ``decode(reader)`` and ``encode() -> bytes``; field order and types follow
@@ -11,11 +11,10 @@ buffer with precompiled structs, because they dominate real workloads.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
-from paddock.keeper.codes import OpCode, Perms
+from paddock.keeper.codes import OpCode
 from paddock.keeper.jute import (
     INT,
     LONG,
@@ -26,86 +25,47 @@ from paddock.keeper.jute import (
     pack_ustring,
     pack_ustring_vector,
 )
+from paddock.keeper.wiretypes import (
+    ACL,
+    pack_acl_list,
+    read_acl_list,
+)
+from paddock.keeper.wiretypes import (
+    ANYONE_ID_UNSAFE as ANYONE_ID_UNSAFE,
+)
+from paddock.keeper.wiretypes import (
+    AUTH_IDS as AUTH_IDS,
+)
+from paddock.keeper.wiretypes import (
+    CREATOR_ALL_ACL as CREATOR_ALL_ACL,
+)
+from paddock.keeper.wiretypes import (
+    OPEN_ACL_UNSAFE as OPEN_ACL_UNSAFE,
+)
+from paddock.keeper.wiretypes import (
+    READ_ACL_UNSAFE as READ_ACL_UNSAFE,
+)
+from paddock.keeper.wiretypes import (
+    STAT_SIZE as STAT_SIZE,
+)
+from paddock.keeper.wiretypes import (
+    ClientInfo as ClientInfo,
+)
+from paddock.keeper.wiretypes import (
+    Id as Id,
+)
+from paddock.keeper.wiretypes import (
+    Stat as Stat,
+)
+from paddock.keeper.wiretypes import (
+    read_acl as read_acl,
+)
+from paddock.keeper.wiretypes import (
+    read_client_info as read_client_info,
+)
 
 _pack_int = INT.pack
 _unpack_int = INT.unpack_from
-_STAT = struct.Struct(">qqqqiiiqiiq")
-STAT_SIZE = _STAT.size  # 68
-
-
-class Id(NamedTuple):
-    scheme: str
-    id: str
-
-
-class ACL(NamedTuple):
-    perms: int
-    id: Id
-
-
-class ClientInfo(NamedTuple):
-    """One authenticated identity of a session (``whoAmI``)."""
-
-    auth_scheme: str
-    user: str
-
-
-class Stat(NamedTuple):
-    """Znode metadata in wire order (czxid ... pzxid)."""
-
-    czxid: int
-    mzxid: int
-    ctime: int
-    mtime: int
-    version: int
-    cversion: int
-    aversion: int
-    ephemeral_owner: int
-    data_length: int
-    num_children: int
-    pzxid: int
-
-    @classmethod
-    def decode(cls, r: JuteReader) -> Stat:
-        p = r.pos
-        if p + 68 > r.end:
-            raise ProtocolError("truncated record: not enough bytes for Stat")
-        r.pos = p + 68
-        return cls._make(_STAT.unpack_from(r.buf, p))
-
-    def encode(self) -> bytes:
-        return _STAT.pack(*self)
-
-
-ANYONE_ID_UNSAFE = Id("world", "anyone")
-AUTH_IDS = Id("auth", "")
-OPEN_ACL_UNSAFE = (ACL(int(Perms.ALL), ANYONE_ID_UNSAFE),)
-CREATOR_ALL_ACL = (ACL(int(Perms.ALL), AUTH_IDS),)
-READ_ACL_UNSAFE = (ACL(int(Perms.READ), ANYONE_ID_UNSAFE),)
-
-
-def read_acl(r: JuteReader) -> ACL:
-    perms = r.read_int()
-    scheme = r.read_ustring() or ""
-    ident = r.read_ustring() or ""
-    return ACL(perms, Id(scheme, ident))
-
-
-def read_acl_list(r: JuteReader) -> list[ACL]:
-    return r.read_vector(read_acl, 12)
-
-
-def pack_acl_list(acl: list[ACL] | tuple[ACL, ...]) -> bytes:
-    parts = [_pack_int(len(acl))]
-    for a in acl:
-        parts.append(_pack_int(a.perms))
-        parts.append(pack_ustring(a.id.scheme))
-        parts.append(pack_ustring(a.id.id))
-    return b"".join(parts)
-
-
-def read_client_info(r: JuteReader) -> ClientInfo:
-    return ClientInfo(r.read_ustring() or "", r.read_ustring() or "")
 
 
 def _read_path_watch(r: JuteReader) -> tuple[str, bool]:

@@ -22,7 +22,7 @@ from paddock.keeper.jute import (
     pack_ustring,
     pack_ustring_vector,
 )
-from paddock.keeper.records import (
+from paddock.keeper.wiretypes import (
     ACL,
     ClientInfo,
     Stat,
