@@ -99,6 +99,16 @@ async def test_follower_proposal_gets_not_leader_with_hint(cluster: Cluster) -> 
         await follower.read_index()
 
 
+async def test_forward_from_a_follower_reaches_the_leader(cluster: Cluster) -> None:
+    leader = await cluster.leader()
+    await leader.propose(put("x", "1"))
+    follower = next(s for s in cluster.servers.values() if s.id != leader.id)
+    await wait_for(lambda: follower.leader == leader.id, 5)
+    follower.forward([put("fwd", "1"), put("fwd2", "2")])
+    await wait_for(lambda: cluster.sms[leader.id].data.get(b"fwd2") == b"2", 5)
+    await wait_for(lambda: cluster.sms[follower.id].data.get(b"fwd") == b"1", 5)
+
+
 async def test_read_index_sees_every_committed_write(cluster: Cluster) -> None:
     leader = await cluster.leader()
     idx = await leader.propose(put("r", "v"))

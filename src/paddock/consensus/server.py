@@ -270,6 +270,23 @@ class ConsensusServer:
         self._wake.set()
         return fut
 
+    def forward(self, datas: Sequence[bytes]) -> None:
+        """Fire-and-forget: append ``datas`` here if leader, else send them to the
+        known leader (``NotLeader`` if none). No outcome is tracked; an
+        application that needs one tags its commands and watches ``apply``."""
+        node = self._require_node()
+        if node.role == Role.LEADER:
+            if datas:
+                node.propose_many(list(datas))
+        else:
+            for data in datas:
+                node.propose(data)  # forwards to the leader, or raises NotLeader
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Make the ready loop look at the node (after calling it directly)."""
+        self._wake.set()
+
     async def propose_many(self, datas: Sequence[bytes]) -> list[Any]:
         """Replicate a batch; see ``submit_many`` for the per-item outcomes."""
         return await self.submit_many(datas)
