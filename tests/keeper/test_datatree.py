@@ -425,3 +425,22 @@ def test_stats_match_zookeeper_golden_transcript():
     children, stat = zk.tree.get_children("/R")
     assert children == ["ceph", "empty", "eph", "es-0000000005", "seq", "uni"]
     assert (stat.cversion, stat.num_children, stat.data_length) == (8, 6, 4)
+
+
+def test_children_listing_follows_every_change(zk):
+    zk.create("/l")
+    zk.create("/l/b")
+    first, _ = zk.tree.get_children("/l")
+    first.append("garbage")  # callers get a copy
+    assert zk.tree.get_children("/l")[0] == ["b"]
+    zk.create("/l/a")
+    assert zk.tree.get_children("/l")[0] == ["a", "b"]
+    zk.apply(t.Delete("/l/b"))
+    assert zk.tree.get_children("/l")[0] == ["a"]
+    failed = zk.apply(t.Multi((t.Create("/l/c", b"", OPEN_ACL_UNSAFE), t.Check("/l", 99))))
+    assert failed.err == Code.BAD_VERSION
+    assert zk.tree.get_children("/l")[0] == ["a"]
+    zk.create("/l/e", mode=t.EPHEMERAL)
+    assert zk.tree.get_children("/l")[0] == ["a", "e"]
+    zk.apply(t.CloseSession(SID))
+    assert zk.tree.get_children("/l")[0] == ["a"]

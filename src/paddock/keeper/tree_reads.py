@@ -63,7 +63,10 @@ class TreeReads:
     def get_children(self, path: str, auth: Sequence[Id] = ()) -> tuple[list[str], Stat]:
         """getChildren/getChildren2: sorted names (ZooKeeper: hash order) and the stat."""
         node = self._readable(path, auth)
-        return sorted(node.children), node.stat()
+        listing = node.sorted_children
+        if listing is None:
+            listing = node.sorted_children = sorted(node.children)
+        return list(listing), node.stat()
 
     def get_acl(self, path: str, auth: Sequence[Id] = ()) -> tuple[list[ACL], Stat]:
         """getACL: needs READ or ADMIN; digests are masked for callers without ADMIN."""

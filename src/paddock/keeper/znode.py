@@ -76,8 +76,9 @@ NO_CHILDREN: frozenset[str] = frozenset()
 class ZNode:
     """One node. Children are a set of names; the full path is the dict key.
 
-    ``children`` is :data:`NO_CHILDREN` until the first child is added; add names
-    with :meth:`add_child` only.
+    ``children`` is :data:`NO_CHILDREN` until the first child is added; change it
+    with :meth:`add_child` and :meth:`remove_child` only (they also drop the
+    cached sorted listing).
     """
 
     __slots__ = (
@@ -92,6 +93,7 @@ class ZNode:
         "mzxid",
         "owner",
         "pzxid",
+        "sorted_children",
         "version",
     )
 
@@ -117,8 +119,11 @@ class ZNode:
         # Most znodes are leaves; they share one empty frozenset until their first
         # child arrives (an empty set costs 216 bytes, a third of a small node).
         self.children: set[str] | frozenset[str] = NO_CHILDREN
+        #: getChildren's sorted answer, kept until the children change
+        self.sorted_children: list[str] | None = None
 
     def add_child(self, name: str) -> None:
+        self.sorted_children = None
         children = self.children
         if isinstance(children, set):
             children.add(name)
@@ -126,6 +131,7 @@ class ZNode:
             self.children = {name}
 
     def remove_child(self, name: str) -> None:
+        self.sorted_children = None
         children = self.children
         if isinstance(children, set):
             children.discard(name)
