@@ -419,13 +419,56 @@ def check_invariants(alloc: HierarchicalAllocator) -> None:
         assert quantity == {k: round(v, 3) for k, v in total.quantities().items()}
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(op, max_size=60), st.integers(0, 2**16))
+busy_op = st.one_of(
+    op,
+    st.tuples(st.just("allocate"), st.booleans()),
+    st.tuples(st.just("decline"), st.integers(0, 50), st.sampled_from([None, 0, 2, 30])),
+    st.tuples(st.just("accept"), st.integers(0, 50)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(busy_op, min_size=5, max_size=80), st.integers(0, 2**16))
 def test_no_resource_is_ever_offered_twice(ops, seed):
+    run_ops(ops, seed)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_long_random_operation_sequences(seed):
+    rng = random.Random(seed)
+    kinds = ["allocate"] * 4 + ["decline"] * 3 + ["accept"] * 3 + ["finish"] * 2
+    kinds += ["add_agent", "remove_agent", "grow_agent", "add_framework", "remove_framework"]
+    kinds += ["suppress", "revive", "deactivate", "activate", "tick"]
+    ops = []
+    for _ in range(600):
+        k = rng.choice(kinds)
+        i = rng.randrange(6)
+        if k == "add_agent":
+            ops.append((k, i, rng.randrange(len(AGENT_SHAPES))))
+        elif k == "add_framework":
+            ops.append((k, i % 4, rng.sample(ROLES, rng.randint(1, 2))))
+        elif k == "allocate":
+            ops.append((k, rng.random() < 0.3))
+        elif k == "decline":
+            ops.append((k, rng.randrange(50), rng.choice([None, 0, 2, 30])))
+        elif k == "tick":
+            ops.append((k, rng.choice([0.5, 1, 5, 40])))
+        else:
+            ops.append((k, i if k in ("accept", "finish") else i % 4))
+    stats = run_ops(ops, seed)
+    assert stats["offers"] > 50 and stats["accepted"] > 10
+
+
+def run_ops(ops, seed) -> dict[str, int]:
+    stats = {"offers": 0, "accepted": 0}
     alloc = HierarchicalAllocator(rng=random.Random(seed))
     offers: list[Offer] = []  # outstanding, as the master would track them
     tasks: list[tuple[str, str, str, Resources]] = []
-    frameworks: dict[str, list[str]] = {}
+    frameworks: dict[str, list[str]] = {"f0": ["*"], "f1": ["r1"], "f2": ["r1", "r2"]}
+    for fid, roles in frameworks.items():
+        alloc.add_framework(fid, roles=roles)
+    for i, shape in enumerate(AGENT_SHAPES):
+        alloc.add_agent(f"a{i}", R(shape))
     now = 0.0
     for o in ops:
         kind = o[0]
@@ -463,6 +506,7 @@ def test_no_resource_is_ever_offered_twice(ops, seed):
                 assert all(r in ("*", x.role) for r in x.resources.roles())
                 assert x.resources
             offers.extend(new)
+            stats["offers"] += len(new)
         elif kind in ("decline", "accept") and offers:
             x = offers.pop(o[1] % len(offers))
             if kind == "decline":
@@ -478,6 +522,7 @@ def test_no_resource_is_ever_offered_twice(ops, seed):
                 task = first_task(x.resources)
                 alloc.accept(x.framework_id, x.agent_id, x.resources, task, role=x.role, now=now)
                 tasks.append((x.framework_id, x.agent_id, x.role, task))
+                stats["accepted"] += 1
         elif kind == "finish" and tasks:
             fid, aid, role, task = tasks.pop(o[1] % len(tasks))
             alloc.recover_resources(fid, aid, task, role=role, used=True)
@@ -506,3 +551,4 @@ def test_no_resource_is_ever_offered_twice(ops, seed):
     for fid in frameworks:
         for role in frameworks[fid]:
             assert alloc.framework_share(fid, role) == 0
+    return stats
