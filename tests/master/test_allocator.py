@@ -552,3 +552,31 @@ def run_ops(ops, seed) -> dict[str, int]:
         for role in frameworks[fid]:
             assert alloc.framework_share(fid, role) == 0
     return stats
+
+
+def test_decline_offers_benchmark_shape_reaches_a_new_framework_each_round():
+    # The benchmark's scenario at small scale: every framework declines everything with a
+    # long filter, so each round every agent goes to a framework that has not refused it yet,
+    # until all have; then nothing is offered.
+    alloc = HierarchicalAllocator(rng=random.Random(5))
+    frameworks = [f"f{i}" for i in range(4)]
+    for fid in frameworks:
+        alloc.add_framework(fid)
+    for i in range(12):
+        alloc.add_agent(f"a{i}", R("cpus:24;mem:4096;ports:[31000-32000]"))
+    seen: dict[str, set[str]] = {f"a{i}": set() for i in range(12)}
+    now = 0.0
+    for _ in range(len(frameworks)):
+        offers = alloc.allocate(now)
+        assert len(offers) == 12
+        per_framework = [sum(o.framework_id == f for o in offers) for f in frameworks]
+        assert per_framework == [3, 3, 3, 3]  # DRF spreads the agents evenly
+        for o in offers:
+            assert o.framework_id not in seen[o.agent_id]
+            seen[o.agent_id].add(o.framework_id)
+            alloc.recover_resources(o.framework_id, o.agent_id, o.resources, refuse_seconds=1e9)
+        now += 1
+    assert alloc.allocate(now) == []
+    assert alloc.expire_filters(now) == 48
+    assert alloc.expire_filters(now + 366 * 86400) == 0  # clamped to 365 days, as Mesos
+    assert len(alloc.allocate(now + 366 * 86400)) == 12

@@ -114,6 +114,9 @@ def test_quantities_and_role_filters():
     assert r.reserved("other").is_empty()
     assert r.allocatable_to("web") == r
     assert r.allocatable_to("db") == r.unreserved()
+    assert r.allocatable_to("web/api") == r  # a parent's reservation serves its subroles
+    assert r.allocatable_to("webx") == r.unreserved()
+    assert R("cpus(web/api):1").allocatable_to("web").is_empty()
     assert r.unreserve() == R("cpus:6;ports:[1-10];s:{a,b}")
     assert list(R("cpus(web):2")) == [("cpus", "web", "SCALAR", 2.0)]
 

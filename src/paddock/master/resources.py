@@ -386,15 +386,21 @@ class Resources:
         return Resources._wrap({k: v for k, v in self._items.items() if k[1] == role})
 
     def allocatable_to(self, role: str) -> Resources:
-        """What a framework in ``role`` may be offered: unreserved plus ``role``'s reservations."""
+        """What a framework in ``role`` may be offered: unreserved resources plus those
+        reserved for ``role`` or one of its ancestors (``Resources::isAllocatableTo``: a
+        reservation for ``eng`` may go to ``eng/web``)."""
         items = self._items
         for k in items:
-            if k[1] != UNRESERVED and k[1] != role:
+            if k[1] != UNRESERVED and k[1] != role and not _is_ancestor(k[1], role):
                 break
         else:
-            return self
+            return self  # the common case: no copy
         return Resources._wrap(
-            {k: v for k, v in items.items() if k[1] == UNRESERVED or k[1] == role}
+            {
+                k: v
+                for k, v in items.items()
+                if k[1] == UNRESERVED or k[1] == role or _is_ancestor(k[1], role)
+            }
         )
 
     def has_reservations(self) -> bool:
@@ -493,6 +499,10 @@ class Resources:
 
 
 _EMPTY = Resources._wrap({})
+
+
+def _is_ancestor(ancestor: str, role: str) -> bool:
+    return role.startswith(ancestor) and role[len(ancestor) : len(ancestor) + 1] == "/"
 
 
 def _public_value(value: Value) -> Any:
