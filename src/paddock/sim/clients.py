@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from paddock.consensus.types import NotLeader
+from paddock.consensus.types import NotLeader, Role
 from paddock.sim.kv import Command, encode_command
 from paddock.sim.linearizability import FAIL, INFO, INVOKE, OK, HistoryEvent
 
@@ -74,6 +74,7 @@ class ClientPool:
         self.ok_writes_after = float("inf")
         self.fresh_write_ok = False
         self.completed = 0
+        self.stale_reads = cluster.cfg.client_bug == "stale_reads"
 
     def start(self) -> None:
         for c in self.clients:
@@ -101,6 +102,10 @@ class ClientPool:
         else:
             f, value = "cas", (c.last_seen.get(key), rid)
         host = cl.hosts[c.guess]
+        if host.paused_until > cl.loop.now:
+            # The request reaches the node when it wakes up.
+            cl.loop.call_at(host.paused_until, self._invoke, c)
+            return
         op = PendingOp(f, key, value, rid, host.id)
         c.op = op
         self.history.append(HistoryEvent(c.process, INVOKE, f, value, key))
@@ -112,6 +117,12 @@ class ClientPool:
             return
         try:
             if f == "read":
+                if self.stale_reads:
+                    if node.role != Role.LEADER:
+                        raise NotLeader(node.leader)
+                    self.reads[rid] = c
+                    self._complete(c, OK, host.sm.kv.get(key), "local read (client bug)")
+                    return
                 node.read_index(rid)
                 self.reads[rid] = c
             else:

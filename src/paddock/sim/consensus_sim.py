@@ -55,6 +55,11 @@ class Violation(Exception):
         self.detail = detail
 
 
+#: Virtual seconds of faults per run: long enough for several elections, crashes
+#: and compactions, short enough that ``--seeds 1000`` takes about a minute.
+DEFAULT_DURATION = 2.5
+
+
 @dataclass(frozen=True, slots=True)
 class SimConfig:
     seed: int
@@ -63,13 +68,16 @@ class SimConfig:
     election: str = "internal"  # internal | external
     bug: str = ""
     #: Virtual seconds with faults (the whole run in safety mode).
-    duration: float = 2.5
+    duration: float = DEFAULT_DURATION
     #: Liveness: virtual seconds allowed after healing to elect, converge and commit.
     liveness_bound: float = 5.0
     tick: float = 0.01
     clients: int = 3
     keys: int = 3
     trace: bool = False
+    #: Test-only client fault proving the history checker has teeth:
+    #: "stale_reads" answers reads from the contacted node's state, no read index.
+    client_bug: str = ""
 
 
 @dataclass(slots=True)
@@ -98,16 +106,20 @@ class Host:
 
     __slots__ = (
         "compact_every",
+        "crash_armed",
         "disk",
         "durable",
         "id",
         "inc",
         "last_commit",
         "node",
+        "paused_until",
         "read_points",
         "restarts",
         "sm",
         "synced_commit",
+        "tick",
+        "write_done_at",
         "writing",
     )
 
@@ -119,11 +131,16 @@ class Host:
         self.durable = wal.LogState()  # what the disk holds for sure
         self.sm = KVStateMachine()
         self.writing = False
+        self.crash_armed = False  # crash in the middle of the next disk write
+        self.write_done_at = 0.0
         self.last_commit = 0
         self.synced_commit = 0
         self.read_points: list[tuple[int, int]] = []
         self.restarts = 0
         self.compact_every = 50
+        self.tick = 0.01  # this machine's tick interval (clocks drift)
+        #: A process pause (GC, VM freeze): nothing runs on the host until then.
+        self.paused_until = 0.0
 
     def has_durably(self, index: int, term: int) -> bool:
         d = self.durable
@@ -195,6 +212,7 @@ class Cluster:
         self.rot_chance = r.choice([0.1, 0.3])
         for h in self.hosts.values():
             h.compact_every = r.choice([10, 30, 80])
+            h.tick = self.cfg.tick * (0.9 + 0.2 * r.random())
 
     # -- tracing ------------------------------------------------------------------
 
@@ -221,7 +239,12 @@ class Cluster:
         for i in self.node_ids:
             h = self.hosts[i]
             h.node = RaftNode(self._config(i), derive_rng(self.raft_rng))
-            self.loop.call_later(self.setup_rng.random() * self.cfg.tick, self._tick, h, h.inc)
+            self.loop.call_later(self.setup_rng.random() * h.tick, self._tick, h, h.inc)
+
+    def pause(self, node_id: int, duration: float) -> None:
+        h = self.hosts[node_id]
+        h.paused_until = max(h.paused_until, self.loop.now + duration)
+        self.trace_event(node_id, f"PAUSE until {h.paused_until * 1000:.3f}ms")
 
     def crash(self, node_id: int) -> None:
         h = self.hosts[node_id]
@@ -230,6 +253,7 @@ class Cluster:
         h.node = None
         h.inc += 1
         h.writing = False
+        h.crash_armed = False
         h.read_points = []
         rep = h.disk.crash(self.disk_rng)
         if rep.damaged_tail or rep.kept_unsynced:
@@ -316,20 +340,26 @@ class Cluster:
             f"RESTART term {hs.term} vote {hs.vote} commit {hs.commit} "
             f"snap {snap.index if snap else 0} last {node.last_index}",
         )
-        self.loop.call_later(self.setup_rng.random() * self.cfg.tick, self._tick, h, h.inc)
+        self.loop.call_later(self.setup_rng.random() * h.tick, self._tick, h, h.inc)
 
     # -- driving nodes ------------------------------------------------------------
 
     def _tick(self, h: Host, inc: int) -> None:
         if h.inc != inc or h.node is None:
             return
+        if h.paused_until > self.loop.now:
+            self.loop.call_at(h.paused_until, self._tick, h, inc)
+            return
         h.node.tick()
         self.pump(h)
-        self.loop.call_later(self.cfg.tick, self._tick, h, inc)
+        self.loop.call_later(h.tick, self._tick, h, inc)
 
     def _deliver(self, m: Message) -> None:
         h = self.hosts.get(m.dst)
         if h is None or h.node is None:
+            return
+        if h.paused_until > self.loop.now:
+            self.loop.call_at(h.paused_until, self._deliver, m)
             return
         if self.trace is not None:
             self.trace_event(m.dst, "recv " + _msg_text(m))
@@ -339,6 +369,9 @@ class Cluster:
     def campaign(self, node_id: int) -> None:
         h = self.hosts[node_id]
         if h.node is None:
+            return
+        if h.paused_until > self.loop.now:
+            self.loop.call_at(h.paused_until, self.campaign, node_id)
             return
         h.node.campaign()
         self.pump(h)
@@ -380,12 +413,19 @@ class Cluster:
                     if hs is not None:
                         what.append(f"hs(t{hs.term} v{hs.vote} c{hs.commit})")
                     self.trace_event(h.id, f"write {' '.join(what)} {n}B")
+                h.write_done_at = self.loop.now + delay
                 self.loop.call_later(delay, self._write_done, h, h.inc, rd)
+                if h.crash_armed:
+                    h.crash_armed = False
+                    self.nemesis.crash_during_write(h.id)
                 return
             self._finish(h, rd)
 
     def _write_done(self, h: Host, inc: int, rd: Ready) -> None:
         if h.inc != inc or h.node is None:
+            return
+        if h.paused_until > self.loop.now:
+            self.loop.call_at(h.paused_until, self._write_done, h, inc, rd)
             return
         h.disk.sync()
         d = h.durable

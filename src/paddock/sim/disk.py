@@ -114,9 +114,9 @@ class SimDisk:
         mode = rng.random()
         keep_bytes = 0
         damaged = False
-        if mode < 0.3:
+        if mode < 0.2:
             kept: list[bytes] = []
-        elif mode < 0.5:
+        elif mode < 0.35:
             kept = list(unsynced)
         else:
             # a torn write: a prefix survives, cut at an arbitrary byte
@@ -127,7 +127,7 @@ class SimDisk:
                     break
                 kept.append(p[:cut])
                 cut -= len(p)
-        if kept and rng.random() < 0.4:
+        if kept and rng.random() < 0.5:
             last = bytearray(kept[-1])
             if last and rng.random() < 0.6:
                 for _ in range(rng.randint(1, 3)):

@@ -81,13 +81,23 @@ class Nemesis:
             if alive:
                 leader = cl.current_leader()
                 victim = leader if leader and rng.random() < 0.4 else rng.choice(alive)
-                self._crash(victim)
-        elif r < 0.90:
-            writing = [i for i in ids if cl.hosts[i].writing]
-            if writing:
-                victim = rng.choice(writing)
-                # Crash before this write's fsync completes.
-                cl.loop.call_later(rng.random() * 0.001, self._crash_if_writing, victim)
+                if rng.random() < 0.4:
+                    cl.hosts[victim].crash_armed = True  # at its next disk write
+                else:
+                    self._crash(victim)
+        elif r < 0.85:
+            victim = rng.choice(ids)
+            pause = 0.02 + rng.random() * 0.3
+            self._fault(f"pause {victim} for {pause * 1000:.0f}ms")
+            cl.pause(victim, pause)
+        elif r < 0.92:
+            alive = [i for i in ids if cl.hosts[i].node is not None]
+            if alive:
+                victim = rng.choice(alive)
+                if cl.hosts[victim].writing:
+                    self.crash_during_write(victim)
+                else:
+                    cl.hosts[victim].crash_armed = True
         else:
             alive = [i for i in ids if cl.hosts[i].node is not None]
             if alive and not cl.external:
@@ -108,6 +118,12 @@ class Nemesis:
         cl.crash(victim)
         down = 0.01 + self.rng.random() * (0.6 if self.rng.random() < 0.3 else 0.15)
         cl.loop.call_later(down, cl.restart, victim)
+
+    def crash_during_write(self, victim: int) -> None:
+        """Crash ``victim`` before its current write's fsync completes."""
+        cl = self.cluster
+        left = cl.hosts[victim].write_done_at - cl.loop.now
+        cl.loop.call_later(self.rng.random() * left * 0.9, self._crash_if_writing, victim)
 
     def _crash_if_writing(self, victim: int) -> None:
         if self.active and self.cluster.hosts[victim].writing:
