@@ -459,9 +459,37 @@ def test_long_random_operation_sequences(seed):
     assert stats["offers"] > 50 and stats["accepted"] > 10
 
 
-def run_ops(ops, seed) -> dict[str, int]:
-    stats = {"offers": 0, "accepted": 0}
-    alloc = HierarchicalAllocator(rng=random.Random(seed))
+class UnoptimisedAllocator(HierarchicalAllocator):
+    skip_refused_agents = False
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_skipping_refused_agents_changes_no_decision(seed):
+    rng = random.Random(seed)
+    kinds = ["allocate"] * 6 + ["decline"] * 6 + ["accept", "finish", "tick", "tick"]
+    kinds += ["add_framework", "remove_framework", "revive", "suppress", "grow_agent"]
+    ops = []
+    for _ in range(400):
+        k = rng.choice(kinds)
+        if k == "add_framework":
+            ops.append((k, rng.randrange(4), rng.sample(ROLES, rng.randint(1, 2))))
+        elif k == "allocate":
+            ops.append((k, rng.random() < 0.3))
+        elif k == "decline":
+            ops.append((k, rng.randrange(50), rng.choice([None, 2, 30, 1000])))
+        elif k == "tick":
+            ops.append((k, rng.choice([0.5, 1, 5, 40])))
+        else:
+            ops.append((k, rng.randrange(6) if k in ("accept", "finish") else rng.randrange(4)))
+    fast = run_ops(ops, seed, HierarchicalAllocator)
+    slow = run_ops(ops, seed, UnoptimisedAllocator)
+    assert fast["log"] == slow["log"]
+    assert fast["skips"] > 0
+
+
+def run_ops(ops, seed, cls=HierarchicalAllocator) -> dict:
+    stats: dict = {"offers": 0, "accepted": 0, "log": [], "skips": 0}
+    alloc = cls(rng=random.Random(seed))
     offers: list[Offer] = []  # outstanding, as the master would track them
     tasks: list[tuple[str, str, str, Resources]] = []
     frameworks: dict[str, list[str]] = {"f0": ["*"], "f1": ["r1"], "f2": ["r1", "r2"]}
@@ -501,6 +529,12 @@ def run_ops(ops, seed) -> dict[str, int]:
         elif kind == "allocate":
             agents = alloc.agent_ids()[:2] if o[1] else None
             new = alloc.allocate(now, agents=agents)
+            stats["log"].append(
+                sorted((x.agent_id, x.framework_id, x.role, str(x.resources)) for x in new)
+            )
+            stats["skips"] += sum(
+                alloc._agents[a].refused_pool is not None for a in alloc.agent_ids()
+            )
             for x in new:
                 assert frameworks[x.framework_id].count(x.role) == 1
                 assert all(r in ("*", x.role) for r in x.resources.roles())

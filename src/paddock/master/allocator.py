@@ -47,6 +47,7 @@ MAX_REFUSE_SECONDS = 365 * 24 * 3600.0
 DEFAULT_MIN_ALLOCATABLE = "cpus:0.01|mem:32"
 
 _EMPTY = Resources()
+_FOREVER = float("inf")
 
 
 class Offer(NamedTuple):
@@ -88,6 +89,10 @@ class HierarchicalAllocator(AllocatorRegistry):
     agent or framework was removed meanwhile, as Mesos tolerates); other misuse raises
     ValueError or KeyError before changing any state.
     """
+
+    #: Skip an agent whose unchanged free pool every framework refused last round (see
+    #: AgentState.refused_pool).  Only tests turn it off, to check it changes no decision.
+    skip_refused_agents = True
 
     def __init__(
         self,
@@ -267,11 +272,21 @@ class HierarchicalAllocator(AllocatorRegistry):
         snapshot_stale = False
         share = self._shares.share
         agents_by_id = self._agents
+        version = self._order_version
+        skip_refused = self.skip_refused_agents
         for agent_id in agent_ids:
             agent = agents_by_id[agent_id]
             available = agent.available
             if not available or not agent.active:
                 continue
+            if (
+                skip_refused
+                and agent.refused_pool is available
+                and agent.refused_version == version
+                and now < agent.refused_until
+            ):
+                continue  # every framework refused exactly this pool last time; still does
+            refused_until = _FOREVER
             if snapshot_stale:
                 # Mesos asks the role sorter for its order once per agent.
                 roles_snapshot = list(role_order)
@@ -287,8 +302,12 @@ class HierarchicalAllocator(AllocatorRegistry):
                     filters = client.filters
                     if filters:
                         flist = filters.get(agent_id)
-                        if flist is not None and _filtered(flist, offerable, now):
-                            continue
+                        if flist is not None:
+                            expiry = _filtered(flist, offerable, now)
+                            if expiry is not None:
+                                if expiry < refused_until:
+                                    refused_until = expiry
+                                continue
                     # Offer everything the role may use on this agent to this framework.
                     offers.append(Offer(client.framework_id, agent_id, offerable, role.name))
                     available = _EMPTY if offerable is available else available - offerable
@@ -312,19 +331,28 @@ class HierarchicalAllocator(AllocatorRegistry):
                     break
                 if not available:
                     break
-            agent.available = available
+            if available is agent.available:  # nothing offered: remember who refused it
+                agent.refused_pool = available
+                agent.refused_version = version
+                agent.refused_until = refused_until
+            else:
+                agent.available = available
+                agent.refused_pool = None
         return offers
 
 
-def _filtered(flist: list[RefusalFilter], offer: Resources, now: float) -> bool:
-    """Whether a live filter covers ``offer``; drops expired filters from ``flist``."""
-    hit = False
+def _filtered(flist: list[RefusalFilter], offer: Resources, now: float) -> float | None:
+    """When the last live filter covering ``offer`` expires, or None if none covers it.
+    Drops expired filters from ``flist``."""
+    until: float | None = None
     expired = False
     for f in flist:
         if f.expires_at <= now:
             expired = True
-        elif f.refused is offer or f.refused.contains(offer):
-            hit = True
+        elif (f.refused is offer or f.refused.contains(offer)) and (
+            until is None or f.expires_at > until
+        ):
+            until = f.expires_at
     if expired:
         flist[:] = [f for f in flist if f.expires_at > now]
-    return hit
+    return until

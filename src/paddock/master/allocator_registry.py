@@ -39,6 +39,9 @@ class AllocatorRegistry:
         self._clients: dict[tuple[str, str], Client] = {}
         self._role_order: list[RoleState] = []
         self._roles_dirty = False
+        # Bumped whenever a framework may newly receive offers (joins an order, or its
+        # filters are cleared by REVIVE); invalidates AgentState's "everyone refused" memo.
+        self._order_version = 0
         self._totals: dict[str, int] = {}
         self._shares = ShareCalculator()
         if weights:
@@ -81,6 +84,7 @@ class AllocatorRegistry:
             role.order.append(client)
             role.dirty = True
             client.in_order = True
+            self._order_version += 1
 
     def _leave_order(self, client: Client) -> None:
         if client.in_order:
@@ -194,6 +198,7 @@ class AllocatorRegistry:
         fw.active = False
         for r in fw.roles:
             self._clients[(framework_id, r)].filters.clear()
+        self._order_version += 1
         self._sync_order(fw)
 
     def suppress(self, framework_id: str, roles: Iterable[str] | None = None) -> None:
@@ -209,6 +214,7 @@ class AllocatorRegistry:
         for r in chosen:
             fw.suppressed.discard(r)
             self._clients[(framework_id, r)].filters.clear()
+        self._order_version += 1
         self._sync_order(fw)
 
     # ------------------------------------------------------------------ agents

@@ -96,6 +96,12 @@ class AgentState:
     used: dict[Client, Resources] = field(default_factory=dict)
     active: bool = True
     scalar_totals: dict[str, int] = field(default_factory=dict)
+    # Set when a round found every framework refusing this agent's free pool: skip the agent
+    # while the pool is the same object, no framework joined an order (order version) and no
+    # refusal involved has expired.  Keeps rounds cheap once everyone has declined everything.
+    refused_pool: Resources | None = None
+    refused_version: int = -1
+    refused_until: float = 0.0
 
 
 def add_millis(into: dict[str, int], q: dict[str, int]) -> None:
