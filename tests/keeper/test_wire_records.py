@@ -293,6 +293,27 @@ def test_stat_struct_matches_hand_layout():
     assert struct.calcsize(">qqqqiiiqiiq") == 68
 
 
+def test_null_data_survives_decode_and_reencode():
+    raw = bytes.fromhex("00000002") + b"/n" + bytes.fromhex("ffffffff0000000000000000")
+    record = _decode(p.CreateRequest, raw)
+    assert record.data == b"" and record.data is p.NULL_BUFFER
+    assert record.encode() == raw  # byte-exact, as a Java client sent it
+    raw = bytes.fromhex("00000002") + b"/n" + bytes.fromhex("ffffffff00000003")
+    record = _decode(p.SetDataRequest, raw)
+    assert record.data is p.NULL_BUFFER and record.encode() == raw
+    assert p.CreateRequest("/n", b"").encode() != p.CreateRequest("/n", p.NULL_BUFFER).encode()
+    # a tree that stores the object answers getData with a null buffer
+    frame = p.encode_response(1, 2, 0, p.GetDataResponse(record.data, STAT))
+    assert frame[20:24] == b"\xff\xff\xff\xff"
+    client = p.ClientConnection()
+    client.receive_data(p.encode_connect_response(p.ConnectResponse()))
+    client.next_event()
+    client.encode_request(1, p.GetDataRequest("/n"))
+    client.receive_data(frame)
+    assert client.next_event().record.data is None
+    assert repr(p.NULL_BUFFER) == "NULL_BUFFER"
+
+
 def test_null_request_fields_read_as_empty_values():
     raw = bytes.fromhex("ffffffffffffffffffffffff00000000")
     assert _decode(p.CreateRequest, raw) == p.CreateRequest("", b"", [], 0)

@@ -4,13 +4,17 @@ reply reproduces Java's bytes exactly, so our server sends what ZooKeeper
 sends.  Skips when Java ZooKeeper is not installed.
 """
 
+import contextlib
 import socket
 import struct
+import subprocess
+import threading
 
 import pytest
 
 from paddock.keeper import protocol as p
 from paddock.testing import ZooKeeperEnsemble, zookeeper_unavailable_reason
+from paddock.testing.zookeeper import CLI_MT, ZKCLI
 
 OPEN = list(p.OPEN_ACL_UNSAFE)
 pytestmark = pytest.mark.timeout(120)
@@ -250,3 +254,160 @@ def test_error_replies_are_header_only_and_unknown_opcode_is_unimplemented(sessi
     # ...and then closes the connection (UnimplementedRequestProcessor).
     with pytest.raises((ConnectionError, OSError)):
         s.read_frame()
+
+
+# --------------------------------------------------------------------------- real clients
+
+
+class RecordingProxy:
+    """Relays one TCP connection at a time between a client and ZooKeeper,
+    keeping both byte streams for decoding afterwards."""
+
+    def __init__(self, upstream):
+        host, port = upstream.rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.streams = []  # (client->server bytearray, server->client bytearray)
+        self.threads = []
+        self.sockets = []
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            self.sockets += [client, server]
+            up, down = bytearray(), bytearray()
+            self.streams.append((up, down))
+            for src, dst, log in ((client, server, up), (server, client, down)):
+                t = threading.Thread(target=self._pump, args=(src, dst, log), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    @staticmethod
+    def _pump(src, dst, log):
+        try:
+            while data := src.recv(65536):
+                log += data
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def stop(self):
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self.acceptor.join(5)
+        for s in self.sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+        for t in self.threads:
+            t.join(5)
+        for s in self.sockets:
+            s.close()
+        assert not any(t.is_alive() for t in [self.acceptor, *self.threads])
+
+
+def check_recorded_stream(up, down):
+    """Decode a real client's requests with ServerConnection (re-encoding them
+    must reproduce its bytes) and the server's replies with ClientConnection."""
+    server_side = p.ServerConnection(allow_four_letter_words=False)
+    server_side.receive_data(bytes(up))
+    client_side = p.ClientConnection()
+    reencoded = []
+    requests = []
+    while (ev := server_side.next_event()) is not p.NEED_DATA:
+        if isinstance(ev, p.ConnectRequest):
+            reencoded.append(p.encode_connect_request(ev))
+            continue
+        assert ev.record is not None, f"undecoded opcode {ev.opcode}"
+        requests.append(ev)
+        reencoded.append(client_side.encode_request(ev.xid, ev.record, ev.opcode))
+    assert b"".join(reencoded) == bytes(up)
+    client_side.receive_data(bytes(down))
+    replies = []
+    while (ev := client_side.next_event()) is not p.NEED_DATA:
+        replies.append(ev)
+    return requests, replies
+
+
+@pytest.fixture
+def proxy(zookeeper):
+    relay = RecordingProxy(zookeeper)
+    yield relay
+    relay.stop()
+
+
+def test_java_client_zkcli_bytes_decode_and_reencode_exactly(proxy):
+    if not ZKCLI.exists():
+        pytest.skip(f"{ZKCLI} missing")
+    script = "\n".join(
+        [
+            "create /jc data",
+            "create -s -e /jc/seq- x",
+            "create -c /jcc",
+            "create -t 60000 /jct x",
+            "get -s /jc",
+            "get -w /jc",
+            "set /jc newdata",
+            "stat /jc",
+            "ls -s /jc",
+            "ls -R /jc",
+            "getAcl /jc",
+            "setAcl /jc world:anyone:cdrwa",
+            "addauth digest u:p",
+            "whoami",
+            "getEphemerals /",
+            "getAllChildrenNumber /jc",
+            "addWatch -m PERSISTENT_RECURSIVE /jc",
+            "removewatches /jc",
+            "sync /jc",
+            "config",
+            "deleteall /jc",
+            "quit",
+        ]
+    )
+    proc = subprocess.run(
+        [str(ZKCLI), "-server", proxy.address],
+        input=script + "\n",
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert proxy.streams, proc.stdout + proc.stderr
+    opcodes = set()
+    for up, down in proxy.streams:
+        requests, replies = check_recorded_stream(up, down)
+        opcodes |= {r.opcode for r in requests}
+        assert any(isinstance(r, p.ConnectResponse) for r in replies)
+    # zkCli 3.8 creates with opcode 1 and deletes recursively with multi (14).
+    expected = {1, 3, 4, 5, 6, 7, 8, 9, 12, 14, 18, 19, 21, 100, 103, 104, 106, 107, -11}
+    assert expected <= opcodes, (sorted(expected - opcodes), proc.stdout[-2000:])
+
+
+def test_c_client_cli_mt_bytes_decode_and_reencode_exactly(proxy):
+    if not CLI_MT.exists():
+        pytest.skip(f"{CLI_MT} missing")
+    for command in ["create /cc hello", "get /cc", "set /cc again", "ls /cc", "delete /cc"]:
+        subprocess.run(
+            [str(CLI_MT), proxy.address, f"cmd:{command}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert len(proxy.streams) == 5
+    opcodes = set()
+    for up, down in proxy.streams:
+        requests, _ = check_recorded_stream(up, down)
+        opcodes |= {r.opcode for r in requests}
+    assert {1, 2, 4, 5} <= opcodes and ({8, 12} & opcodes)

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable
 
 from paddock.keeper.codes import NOTIFICATION_XID, OpCode
-from paddock.keeper.jute import INT, JuteReader
+from paddock.keeper.jute import INT, NULL_BUFFER, JuteReader
 from paddock.keeper.multi import MultiReadRequest, MultiRequest, MultiResponse
 from paddock.keeper.records import (
     AddWatchRequest,
@@ -213,7 +213,7 @@ def encode_response(xid: int, zxid: int, err: int, record: ResponseRecord | None
     if cls is GetDataResponse:
         data = record.data  # type: ignore[union-attr]
         stat = _STAT.pack(*record.stat)  # type: ignore[union-attr]
-        if data is None:
+        if data is None or data is NULL_BUFFER:
             return _GETDATA_FRAME.pack(88, xid, zxid, 0, _NULL_DATA_LEN) + stat
         n = len(data)
         return b"".join((_GETDATA_FRAME.pack(88 + n, xid, zxid, 0, n), data, stat))

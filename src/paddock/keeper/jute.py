@@ -23,6 +23,7 @@ __all__ = [
     "INT",
     "INT_INT",
     "LONG",
+    "NULL_BUFFER",
     "JuteReader",
     "ProtocolError",
     "pack_bool",
@@ -46,6 +47,28 @@ _pack_int = INT.pack
 _NULL = _pack_int(-1)
 _TRUE = b"\x01"
 _FALSE = b"\x00"
+
+
+class _NullBuffer(bytes):
+    """Type of :data:`NULL_BUFFER`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NULL_BUFFER"
+
+
+NULL_BUFFER: bytes = _NullBuffer()
+"""An empty ``bytes`` that remembers it arrived as a null buffer (length -1).
+
+Request payloads (create/setData data, passwords, tokens) decode a null
+buffer as this object rather than None, so servers handle plain ``bytes``;
+it equals ``b""`` but every encoder here writes it back as null.  A data
+tree that keeps the object it was given therefore answers getData with a
+null buffer exactly as ZooKeeper does for a node created with null data (the
+Java CLI's ``create /path`` without data).  Copies and persisted forms
+become an ordinary ``b""``.
+"""
 
 
 class ProtocolError(Exception):
@@ -146,10 +169,10 @@ class JuteReader:
         return self.buf[p : p + n]
 
     def read_data(self) -> bytes:
-        """A buffer where null is read as empty (request payloads)."""
+        """A buffer where null is read as :data:`NULL_BUFFER` (request payloads)."""
         n = self._read_length("buffer")
         if n <= 0:
-            return b""
+            return NULL_BUFFER if n < 0 else b""
         p = self.pos
         self.pos = p + n
         return self.buf[p : p + n]
@@ -235,7 +258,7 @@ def pack_bool(value: bool) -> bytes:
 
 
 def pack_buffer(value: bytes | None) -> bytes:
-    if value is None:
+    if value is None or value is NULL_BUFFER:
         return _NULL
     return _pack_int(len(value)) + bytes(value)
 

@@ -58,7 +58,7 @@ from paddock.keeper.connection import (
     ServerConnection,
     WatchNotification,
 )
-from paddock.keeper.jute import JuteReader, ProtocolError
+from paddock.keeper.jute import NULL_BUFFER, JuteReader, ProtocolError
 from paddock.keeper.multi import (
     CheckResult,
     DeleteResult,
@@ -144,6 +144,7 @@ __all__ = [
     "JUTE_MAXBUFFER_DEFAULT",
     "NEED_DATA",
     "NOTIFICATION_XID",
+    "NULL_BUFFER",
     "OPEN_ACL_UNSAFE",
     "PING_XID",
     "READ_ACL_UNSAFE",

@@ -18,6 +18,7 @@ from paddock.keeper.codes import OpCode
 from paddock.keeper.jute import (
     INT,
     LONG,
+    NULL_BUFFER,
     JuteReader,
     ProtocolError,
     pack_bool,
@@ -275,7 +276,7 @@ class SetDataRequest:
         elif m < -1:
             raise ProtocolError(f"negative buffer length {m}")
         else:
-            data = b""
+            data = NULL_BUFFER if m else b""
         if p + 4 > end:
             raise ProtocolError("truncated record: not enough bytes for int")
         r.pos = p + 4

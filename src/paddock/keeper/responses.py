@@ -158,7 +158,8 @@ class ExistsResponse:
 @dataclass(slots=True)
 class GetDataResponse:
     """Answer to getData and reconfig; multi-read result type getData.
-    ``data`` None is sent as a null buffer (length -1)."""
+    ``data`` None or :data:`~paddock.keeper.jute.NULL_BUFFER` is sent as a
+    null buffer (length -1); a client decodes that as None."""
 
     MULTI_TYPE: ClassVar[int] = OpCode.GET_DATA
     data: bytes | None
