@@ -513,3 +513,19 @@ def test_random_histories_round_trip(tmp_path_factory, seed, segment_bytes, keep
         st_.close()
     assert recovered(path, **kw) == model.view()
     assert len(snap_files(path)) <= keep
+
+
+def test_app_snapshot_at_received_snapshot_index_lets_its_segment_go(tmp_path: Path) -> None:
+    kw = {"segment_bytes": 200, "keep_snapshots": 1}
+    with DiskStorage.open(tmp_path, **kw) as st:
+        st.save(HardState(2, 0, 10), [], Snapshot(10, 2, (1,), b"from-leader" * 10))
+        for i in range(11, 30):
+            st.save(HardState(2, 0, i), [E(2, i, 40)], None)
+        first = seg_files(tmp_path)[0]
+        st.save_snapshot(Snapshot(10, 2, (1,), b"app"))  # same index: stored as a file
+        assert snap_files(tmp_path) == ["snap-00000000000000000010.snap"]
+        assert seg_files(tmp_path)[0] != first
+        st.save_snapshot(Snapshot(10, 2, (1,), b"again"))  # already a file: ignored
+    hs, snap, entries = recovered(tmp_path, **kw)
+    assert snap == Snapshot(10, 2, (1,), b"app")
+    assert entries == [E(2, i, 40) for i in range(11, 30)] and hs == HardState(2, 0, 29)

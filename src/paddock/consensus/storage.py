@@ -331,12 +331,16 @@ class DiskStorage:
         ``snap.index``, then delete log segments it makes unnecessary.
 
         ``snap.index`` must be in the log with ``snap.term`` (the application
-        snapshots applied, hence stored, entries). A snapshot not newer than the
-        current one is ignored.
+        snapshots applied, hence stored, entries). A snapshot older than the
+        current one, or one already stored as a file, is ignored; one at the
+        index of a snapshot received from a leader is stored as a file (so the
+        segment holding the received one can eventually be deleted).
         """
         with self._mutex:
             self._check_usable()
-            if snap.index <= self._snap_index:
+            if snap.index < self._snap_index or snap.index in self._snapshot_files:
+                return
+            if snap.index == 0:
                 return
             term = self._term_at(snap.index)
             if term is None:

@@ -198,7 +198,6 @@ def scan_directory(ops: FileOps, root: str) -> Scan:
         # A damaged snapshot might still be unnecessary if the log reaches back to 1.
         candidates.append(None)
     recovered = None
-    warnings = list(problems)
     for cand in candidates:
         try:
             recovered = wal.replay(records, wal.LogState(snapshot=cand))
@@ -217,5 +216,5 @@ def scan_directory(ops: FileOps, root: str) -> Scan:
         stale_tmp=stale_tmp,
         torn_tail=torn_tail,
         hs_seq=hs_seq,
-        warnings=warnings,
+        warnings=problems,
     )
