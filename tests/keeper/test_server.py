@@ -341,3 +341,11 @@ def test_restart_keeps_data(tmp_path):
         client.stop()
         client.close()
     assert KazooState.LOST  # kazoo imported states are usable
+
+
+def test_null_data_stays_null(zk):
+    zk.create("/null", None)
+    assert zk.get("/null")[0] is None
+    zk.set("/null", b"x")
+    zk.set("/null", None)
+    assert zk.get("/null")[0] is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -117,9 +118,20 @@ def keeper(
             loop.add_signal_handler(sig, stop.set)
         await serve(cfg, stop)
 
+    profile = os.environ.get("PADDOCK_KEEPER_PROFILE")
+    profiler = None
+    if profile:  # a cProfile dump of the whole run, for performance work
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         import uvloop
 
         uvloop.run(main())
     except ImportError:  # pragma: no cover
         asyncio.run(main())
+    finally:
+        if profiler is not None and profile:
+            profiler.disable()
+            profiler.dump_stats(f"{profile}.{cfg.my_id}")

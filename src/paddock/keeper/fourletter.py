@@ -56,6 +56,8 @@ class ServerReport:
     followers: int = 0
     synced_followers: int = 0
     data_dir: str = ""
+    #: Extra ``mntr`` lines (consensus figures: fsyncs, batch sizes, ...).
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 def refusal(word: str) -> str:
@@ -120,6 +122,7 @@ def _mntr(report: ServerReport) -> str:
             ("zk_synced_followers", report.synced_followers),
             ("zk_pending_syncs", 0),
         ]
+    pairs += sorted(report.extra.items())
     return "".join(f"{k}\t{v}\n" for k, v in pairs)
 
 

@@ -153,6 +153,7 @@ class Pending:
     term: int
     on_done: Callable[[TxnResult | None], None]
     sent: bool = False
+    created: float = 0.0
 
 
 class Proposer:
@@ -174,6 +175,11 @@ class Proposer:
         self._outbox: deque[Pending] = deque()
         self._flush_scheduled = False
         self.proposed = 0
+        #: submit-to-apply latency of this server's proposals (seconds)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+        self.latency_max = 0.0
+        self.latency_min = 0.0
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -182,7 +188,8 @@ class Proposer:
         self._seq += 1
         seq = self._seq
         data = encode_envelope(KIND_TXN, self.id, seq, int(time.time() * 1000), payload)
-        p = Pending(seq, data, time.monotonic(), 0, on_done)
+        now = time.monotonic()
+        p = Pending(seq, data, now, 0, on_done, created=now)
         self._pending[seq] = p
         self._outbox.append(p)
         self._schedule()
@@ -278,6 +285,13 @@ class Proposer:
             return
         p = self._pending.pop(seq, None)
         if p is not None:
+            lat = time.monotonic() - p.created
+            self.latency_sum += lat
+            self.latency_count += 1
+            if lat > self.latency_max:
+                self.latency_max = lat
+            if lat < self.latency_min or self.latency_count == 1:
+                self.latency_min = lat
             p.on_done(result)
 
     def tick(self) -> None:

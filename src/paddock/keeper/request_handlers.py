@@ -18,6 +18,7 @@ from paddock.keeper.codec import encode_response, encode_watch_event
 from paddock.keeper.codes import OpCode
 from paddock.keeper.datatree import TxnResult
 from paddock.keeper.errors import Code, KeeperError
+from paddock.keeper.jute import NULL_BUFFER
 from paddock.keeper.multi import (
     CheckResult,
     DeleteResult,
@@ -289,6 +290,11 @@ WRITE_OPCODES = frozenset(
 )
 
 
+def _data(data: bytes) -> bytes | None:
+    """A null buffer from the client is stored as null (getData answers null)."""
+    return None if data is NULL_BUFFER else data
+
+
 def _acl(wire: list[ACL]) -> tuple[acl_mod.ACL, ...]:
     return tuple(acl_mod.ACL(a.perms, acl_mod.Id(a.id.scheme, a.id.id)) for a in wire)
 
@@ -299,13 +305,13 @@ def _create_op(
     if isinstance(rec, CreateTTLRequest):
         if not extended_types:
             raise KeeperError(Code.UNIMPLEMENTED, rec.path)
-        return t.Create(rec.path, rec.data, _acl(rec.acl), rec.flags, rec.ttl)
+        return t.Create(rec.path, _data(rec.data), _acl(rec.acl), rec.flags, rec.ttl)
     flags = rec.flags
     if opcode == OpCode.CREATE_CONTAINER and flags != t.CONTAINER:
         raise KeeperError(Code.BAD_ARGUMENTS, rec.path)
     if flags in t.TTL_MODES and not extended_types:
         raise KeeperError(Code.UNIMPLEMENTED, rec.path)
-    return t.Create(rec.path, rec.data, _acl(rec.acl), flags, -1)
+    return t.Create(rec.path, _data(rec.data), _acl(rec.acl), flags, -1)
 
 
 def to_op(opcode: int, record: object, session_id: int, extended_types: bool) -> t.Op:
@@ -315,7 +321,7 @@ def to_op(opcode: int, record: object, session_id: int, extended_types: bool) ->
         return _create_op(opcode, record, extended_types)  # type: ignore[arg-type]
     if opcode == OpCode.SET_DATA:
         sd: SetDataRequest = record  # type: ignore[assignment]
-        return t.SetData(sd.path, sd.data, sd.version)
+        return t.SetData(sd.path, _data(sd.data), sd.version)
     if opcode == OpCode.DELETE:
         d: DeleteRequest = record  # type: ignore[assignment]
         return t.Delete(d.path, d.version)

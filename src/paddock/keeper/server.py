@@ -603,9 +603,9 @@ class KeeperServer:
             received=sum(c.received for c in self.connections),
             sent=sum(c.sent for c in self.connections),
             outstanding=len(self.proposer),
-            latency_min_ms=0.0,
-            latency_avg_ms=0.0,
-            latency_max_ms=0.0,
+            latency_min_ms=self.proposer.latency_min * 1000,
+            latency_avg_ms=self.proposer.latency_sum * 1000 / max(1, self.proposer.latency_count),
+            latency_max_ms=self.proposer.latency_max * 1000,
             connections=conns,
             session_count=len(self.sm.sessions),
             ephemerals=ephemerals,
@@ -613,6 +613,16 @@ class KeeperServer:
             followers=len(progress),
             synced_followers=len(progress),
             data_dir=str(self.cfg.data_dir),
+            extra={
+                "paddock_raft_term": status.get("term", 0),
+                "paddock_raft_commit": status.get("commit", 0),
+                "paddock_fsyncs": status.get("fsyncs", 0),
+                "paddock_fsync_seconds": round(self.cons.stats.fsync_seconds, 3),
+                "paddock_entries_persisted": status.get("entries_persisted", 0),
+                "paddock_entries_applied": status.get("entries_applied", 0),
+                "paddock_readies": self.cons.stats.readies,
+                "paddock_proposed": self.proposer.proposed,
+            },
         )
 
     def _config_lines(self) -> list[str]:
