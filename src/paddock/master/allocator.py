@@ -303,7 +303,18 @@ class HierarchicalAllocator(AllocatorRegistry):
                     if filters:
                         flist = filters.get(agent_id)
                         if flist is not None:
-                            expiry = _filtered(flist, offerable, now)
+                            if len(flist) == 1:  # the common case, inlined
+                                f = flist[0]
+                                refused = f.refused
+                                if f.expires_at <= now:
+                                    del filters[agent_id]
+                                    expiry = None
+                                elif refused is offerable or refused.contains(offerable):
+                                    expiry = f.expires_at
+                                else:
+                                    expiry = None
+                            else:
+                                expiry = _filtered(flist, offerable, now)
                             if expiry is not None:
                                 if expiry < refused_until:
                                     refused_until = expiry
