@@ -319,6 +319,22 @@ def test_remove_framework_and_agent_free_everything():
     assert alloc.allocate(1) == []
 
 
+def test_role_dropped_by_update_framework_stays_accounted_until_freed():
+    alloc = HierarchicalAllocator()
+    alloc.add_framework("f", roles=["a"])
+    alloc.add_agent("x", R("cpus:4;mem:4096"))
+    (offer,) = alloc.allocate(0)
+    alloc.accept("f", "x", offer.resources, R("cpus:1;mem:512"), now=0)
+    alloc.update_framework("f", roles=["b"])
+    assert alloc.role_share("a") == pytest.approx(0.25)
+    (offer,) = alloc.allocate(0)
+    assert offer.role == "b" and offer.resources == R("cpus:3;mem:3584")
+    alloc.recover_resources("f", "x", offer.resources, role="b")
+    alloc.remove_framework("f")
+    assert alloc.available("x") == R("cpus:4;mem:4096")
+    assert alloc.role_order() == []
+
+
 def test_deactivated_agent_is_not_offered():
     alloc = HierarchicalAllocator()
     alloc.add_framework("f")
@@ -387,6 +403,11 @@ op = st.one_of(
     st.tuples(st.just("deactivate"), st.integers(0, 3)),
     st.tuples(st.just("activate"), st.integers(0, 3)),
     st.tuples(st.just("tick"), st.sampled_from([0.5, 1, 5, 40])),
+    st.tuples(
+        st.just("update_framework"),
+        st.integers(0, 3),
+        st.lists(st.sampled_from(ROLES), min_size=1, max_size=2, unique=True),
+    ),
 )
 
 
@@ -438,14 +459,14 @@ def test_long_random_operation_sequences(seed):
     rng = random.Random(seed)
     kinds = ["allocate"] * 4 + ["decline"] * 3 + ["accept"] * 3 + ["finish"] * 2
     kinds += ["add_agent", "remove_agent", "grow_agent", "add_framework", "remove_framework"]
-    kinds += ["suppress", "revive", "deactivate", "activate", "tick"]
+    kinds += ["suppress", "revive", "deactivate", "activate", "tick", "update_framework"]
     ops = []
     for _ in range(600):
         k = rng.choice(kinds)
         i = rng.randrange(6)
         if k == "add_agent":
             ops.append((k, i, rng.randrange(len(AGENT_SHAPES))))
-        elif k == "add_framework":
+        elif k in ("add_framework", "update_framework"):
             ops.append((k, i % 4, rng.sample(ROLES, rng.randint(1, 2))))
         elif k == "allocate":
             ops.append((k, rng.random() < 0.3))
@@ -574,6 +595,11 @@ def run_ops(ops, seed, cls=HierarchicalAllocator) -> dict:
                 )(fid)
         elif kind == "tick":
             now += o[1]
+        elif kind == "update_framework":
+            fid = f"f{o[1]}"
+            if fid in frameworks:
+                alloc.update_framework(fid, roles=o[2])
+                frameworks[fid] = o[2]
         check_invariants(alloc)
     # Returning every outstanding offer and task leaves every agent whole.
     for x in offers:

@@ -146,9 +146,10 @@ class AllocatorRegistry:
 
     def remove_framework(self, framework_id: str) -> None:
         """Forget the framework and free everything it was offered or is using."""
-        fw = self._frameworks.pop(framework_id)
-        for r in fw.roles:
-            client = self._clients[(framework_id, r)]
+        del self._frameworks[framework_id]
+        # Also roles it left by update_framework while still holding resources there.
+        mine = [c for (f, _), c in self._clients.items() if f == framework_id]
+        for client in mine:
             for agent_id in list(client.agents):
                 agent = self._agents[agent_id]
                 held = agent.offered.pop(client, _EMPTY) + agent.used.pop(client, _EMPTY)
@@ -228,7 +229,8 @@ class AllocatorRegistry:
     ) -> None:
         """Add an agent.  ``used`` maps ``(framework_id, role)`` (or a framework id, meaning
         that framework's only role, or ``*`` for an unknown framework) to resources already
-        taken by running tasks, e.g. when an agent re-registers after a master failover."""
+        taken by running tasks, e.g. when an agent re-registers after a master failover.
+        As in Mesos, used resources beyond ``total`` are accepted and leave nothing free."""
         if agent_id in self._agents:
             raise ValueError(f"agent {agent_id!r} already added")
         resolved = self._resolve_used(used)
