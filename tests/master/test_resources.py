@@ -158,7 +158,7 @@ def test_bad_resource_strings_name_the_token(text, fragment):
         ([{"type": "SCALAR", "scalar": {"value": 1}}], "name"),
         ([{"name": "cpus", "type": "TEXT", "text": {"value": "x"}}], "unsupported type"),
         ([{"name": "cpus", "type": "SCALAR", "scalar": {"value": -1}}], "invalid scalar"),
-        ([{"name": "cpus", "type": "SCALAR", "scalar": {"value": "1"}}], "must be a number"),
+        ([{"name": "cpus", "type": "SCALAR", "scalar": {"value": "one"}}], "must be a number"),
         ([{"name": "cpus", "type": "SCALAR", "ranges": {"range": []}}], "'scalar'"),
         (
             [{"name": "p", "type": "RANGES", "ranges": {"range": [{"begin": 5, "end": 1}]}}],
@@ -208,9 +208,10 @@ def test_json_accepts_enum_numbers_and_string_uint64():
         [
             {"name": "cpus", "type": 0, "scalar": {"value": 2}},
             {"name": "ports", "type": 1, "ranges": {"range": [{"begin": "1", "end": "3"}]}},
+            {"name": "mem", "type": "SCALAR", "scalar": {"value": "512.5"}},
         ]
     )
-    assert r == R("cpus:2;ports:[1-3]")
+    assert r == R("cpus:2;ports:[1-3];mem:512.5")
 
 
 def test_parse_value_kinds():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from typing import Any
 
 from paddock.master.resources import (
@@ -26,6 +27,7 @@ from paddock.master.resources import (
     validate_role,
 )
 
+_NUMBER_RE = re.compile(r"^\+?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _TYPE_NAMES = {0: "SCALAR", 1: "RANGES", 2: "SET", 3: "TEXT"}
 _UNSUPPORTED = ("revocable", "shared")
 
@@ -83,6 +85,8 @@ def _value_of(obj: dict[str, Any], kind: str, where: str) -> Value:
         raise ValueError(f"{where}: '{expected}' must be an object")
     if kind == "SCALAR":
         v = body.get("value")
+        if isinstance(v, str) and _NUMBER_RE.match(v.strip()):
+            v = float(v)  # stout's JSON-to-protobuf also accepts numbers as strings
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ValueError(f"{where}: scalar value must be a number, got {v!r}")
         if not math.isfinite(v) or v < 0:
