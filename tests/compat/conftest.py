@@ -8,6 +8,7 @@ or restarts members should take its own ensemble from ``ensemble_factory``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -20,7 +21,8 @@ from paddock.testing import (
     zookeeper_unavailable_reason,
 )
 
-KINDS = ("zookeeper", "keeper")
+# PADDOCK_COMPAT_KINDS=zookeeper (or keeper) restricts the runs to one kind.
+KINDS = tuple(k for k in os.environ.get("PADDOCK_COMPAT_KINDS", "zookeeper,keeper").split(",") if k)
 # The digest super user of kazoo's suite: "super:test".
 SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
 

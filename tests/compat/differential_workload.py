@@ -25,9 +25,10 @@ Transcript = list[list[Any]]
 
 
 class Recorder:
-    def __init__(self, root: str, sessions: dict[int, str]) -> None:
+    def __init__(self, root: str, sessions: dict[int, str], clients: list[KazooClient]) -> None:
         self.root = root
         self.sessions = sessions
+        self.clients = clients
         self.steps: Transcript = []
 
     def norm(self, value: Any) -> Any:
@@ -57,6 +58,13 @@ class Recorder:
         return value
 
     def step(self, label: str, fn: Callable[[], Any]) -> Any:
+        # Clients on different servers only see each other's writes after a
+        # sync (ZooKeeper is sequentially consistent per client, not
+        # linearizable for reads): sync every live client so each step reads
+        # the state all earlier steps produced.
+        for client in self.clients:
+            if client.connected:
+                client.sync("/")
         try:
             value = fn()
         except KazooException as exc:
@@ -85,7 +93,7 @@ def run_workload(hosts: str, timeout: float = 20.0) -> Transcript:
             c.client_id[0]: "C",
             w.client_id[0]: "W",
         }
-        r = Recorder(root, sessions)
+        r = Recorder(root, sessions, clients)
         _basic(r, a, root)
         _sequential_and_ephemeral(r, a, c, root)
         _multi(r, a, root)
@@ -125,6 +133,10 @@ def _basic(r: Recorder, a: KazooClient, root: str) -> None:
     r.step("exists a after delete", lambda: a.exists(f"{root}/a"))
     r.step("create with null-ish data", lambda: a.create(f"{root}/empty"))
     r.step("get empty", lambda: a.get(f"{root}/empty"))
+    r.step("create with null data", lambda: a.create(f"{root}/null", None))
+    r.step("get null data", lambda: a.get(f"{root}/null"))
+    r.step("set null data on empty", lambda: a.set(f"{root}/empty", None))
+    r.step("get empty after null set", lambda: a.get(f"{root}/empty"))
     r.step("unicode data", lambda: a.create(f"{root}/uni", "grüße ✓".encode()))
     r.step("get unicode", lambda: a.get(f"{root}/uni"))
     r.step("sync", lambda: a.sync(f"{root}/uni"))

@@ -119,8 +119,10 @@ def run_kazoo_suite(
             "pytest",
             "-c",
             str(ini),
+            # rootdir = the tests directory, so JUnit class names are
+            # "test_client.TestClient" whatever the selection.
             "--rootdir",
-            tmp,
+            str(found.tests_dir),
             "-p",
             "paddock.testing.kazoo_plugin",
             "-p",
