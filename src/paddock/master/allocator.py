@@ -17,6 +17,19 @@ What it decides (apache/mesos ``src/master/allocator/mesos/hierarchical.cpp``):
 * SUPPRESS takes a framework (or some of its roles) out of the order; REVIVE puts it back and
   clears its filters; deactivation removes it and clears filters too.
 
+How a master drives it (each call maps to a scheduler or agent event)::
+
+    alloc = HierarchicalAllocator(rng=random.Random(seed))
+    alloc.add_framework("fw-1", roles=["*"])                    # SUBSCRIBE
+    alloc.add_agent("agent-1", Resources.parse("cpus:4;mem:4096"))
+    offers = alloc.allocate(now)                                 # every allocation_interval
+    offers += alloc.allocate(now, agents=["agent-1"])            # after add/recover, cheaply
+    alloc.recover_resources(fw, agent, res, refuse_seconds=5.0, now=now)  # DECLINE
+    alloc.accept(fw, agent, offered, used, refuse_seconds=5.0, now=now)   # ACCEPT
+    alloc.recover_resources(fw, agent, task_res, used=True)     # task reached a final state
+    alloc.recover_resources(fw, agent, res, now=now)            # RESCIND / offer timeout
+    alloc.suppress(fw); alloc.revive(fw)                         # SUPPRESS / REVIVE
+
 Time is an argument (``now``, seconds on any monotonic scale) and randomness is injected, so
 the same calls give the same offers.  Not modelled: quota, hierarchical role trees (a role
 ``a/b`` is just a name with its own weight), shared resources, inverse offers, offer
