@@ -22,17 +22,19 @@ def tasks_that_fit(offer: Resources, task: Resources, limit: int) -> int:
     return n
 
 
-def run_drf_simulation(tasks_per_offer: int) -> dict[str, int]:
+def run_drf_simulation(tasks_per_offer: int) -> tuple[dict[str, int], str]:
     """Frameworks A and B on one agent of 9 CPUs and 18 GB, answering every offer at once:
     launch up to ``tasks_per_offer`` tasks that fit, decline the rest.  A decline that
     launched something sets no filter (the framework still wants more); a decline of an offer
-    too small for one task refuses the agent for a long time.  Runs until no offers come."""
+    too small for one task refuses the agent for a long time.  Runs until no offers come.
+    Returns the tasks launched per framework and the launch sequence ("ABAB...")."""
     demand = {"A": R("cpus:1;mem:4096"), "B": R("cpus:3;mem:1024")}
     alloc = HierarchicalAllocator()
     for fw in demand:
         alloc.add_framework(fw)
     alloc.add_agent("agent", R("cpus:9;mem:18432"))
     launched = {fw: 0 for fw in demand}
+    sequence = ""
     now = 0.0
     for _ in range(100):
         offers = alloc.allocate(now)
@@ -44,6 +46,7 @@ def run_drf_simulation(tasks_per_offer: int) -> dict[str, int]:
             for _ in range(n):
                 used = used + demand[offer.framework_id]
             launched[offer.framework_id] += n
+            sequence += offer.framework_id * n
             alloc.accept(
                 offer.framework_id,
                 offer.agent_id,
@@ -55,7 +58,7 @@ def run_drf_simulation(tasks_per_offer: int) -> dict[str, int]:
         now += 1
     else:
         pytest.fail("simulation did not settle")
-    return launched
+    return launched, sequence
 
 
 def test_drf_paper_example_progressive_filling():
@@ -65,7 +68,12 @@ def test_drf_paper_example_progressive_filling():
     # so each scheduler launches one task per offer and returns the rest unfiltered, and the
     # allocator re-offers to whoever's share is now lowest.  The paper's outcome follows:
     # A runs 3 tasks <3 CPUs, 12 GB>, B runs 2 tasks <6 CPUs, 2 GB>, both at share 2/3.
-    assert run_drf_simulation(tasks_per_offer=1) == {"A": 3, "B": 2}
+    # Each offer goes to whoever is lower: A's dominant share goes 2/9, 4/9, 6/9 and B's
+    # 1/3, 2/3.  The initial tie goes to A (Mesos breaks ties by allocation count, then id),
+    # so the launches run A B A B A; the paper's table starts with B, same outcome.
+    launched, sequence = run_drf_simulation(tasks_per_offer=1)
+    assert launched == {"A": 3, "B": 2}
+    assert sequence == "ABABA"
 
 
 def test_drf_paper_example_final_shares_and_greedy_contrast():
@@ -78,12 +86,12 @@ def test_drf_paper_example_final_shares_and_greedy_contrast():
     assert alloc.framework_share("B") == pytest.approx(2 / 3)
     # A greedy scheduler that takes every task fitting in one whole-agent offer gets 4 A
     # tasks before B sees anything: per-agent offers need per-task answers to be DRF-fair.
-    assert run_drf_simulation(tasks_per_offer=100) == {"A": 4, "B": 1}
+    assert run_drf_simulation(tasks_per_offer=100) == ({"A": 4, "B": 1}, "AAAAB")
 
 
 def test_drf_across_many_small_agents_equalises_dominant_shares():
-    # 30 agents of <1 CPU, 1 GB>; A is memory-heavy, B cpu-heavy: in one round the agents
-    # alternate so that both frameworks end at the same dominant share.
+    # 30 identical agents, frameworks that keep what they are offered: within one round
+    # each agent goes to the framework with the lower share, so they alternate.
     alloc = HierarchicalAllocator(rng=random.Random(7))
     alloc.add_framework("A")
     alloc.add_framework("B")
