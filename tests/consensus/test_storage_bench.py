@@ -63,4 +63,5 @@ def test_print_storage_rates(tmp_path: Path) -> None:
     print(f"save(100 x 1 KiB entries, sync):  {batched:9.0f} entries/s")
     print(f"encode_entries 1 KiB:             {len(entries) / (t1 - t0):9.0f} entries/s")
     print(f"decode_stream 1 KiB:              {len(entries) / (t2 - t1):9.0f} entries/s")
-    assert batched > 20_000
+    # Group commit must pay off whatever the disk (absolute rates vary with load).
+    assert batched > 10 * per_entry
