@@ -81,7 +81,9 @@ def test_fixed_point_three_decimals():
         total = total + R("cpus:0.1")
     assert total == R("cpus:1")
     assert str(R("cpus:0.5;mem:0.125")) == "cpus:0.5; mem:0.125"
-    assert R("cpus:0.0004").is_empty()  # rounds to zero: holds nothing
+    assert R("cpus:0").is_empty()  # zero is valid and holds nothing
+    with pytest.raises(ValueError, match="rounds to zero"):
+        R("cpus:0.0004")  # Mesos: "Invalid scalar resource: value <= 0"
 
 
 def test_arithmetic_scalars_ranges_sets():

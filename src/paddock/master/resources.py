@@ -593,6 +593,11 @@ def parse_resources(text: str, default_role: str = UNRESERVED) -> Resources:
         converted: Value
         if kind == "SCALAR":
             converted = to_fixed(value)
+            if value != 0 and converted == 0:
+                raise ValueError(
+                    f"bad resource {token!r}: {value_text.strip()} rounds to zero "
+                    "(scalars keep three decimal places)"
+                )
         elif kind == "RANGES":
             converted = value
         elif kind == "SET":
