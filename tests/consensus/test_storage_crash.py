@@ -269,14 +269,18 @@ def recover_with_crashes(path: Path, kw: dict, rng: random.Random) -> int:
     raise AssertionError("recovery never finished")
 
 
-def check_crash_points(seed: int, n_ops: int, kw: dict, tmp_path: Path, cuts: int = 2) -> int:
+def check_crash_points(
+    seed: int, n_ops: int, kw: dict, tmp_path: Path, cuts: int = 2
+) -> tuple[int, set[str], int]:
+    """Crash at every call of the workload; return (runs, kinds of calls
+    crashed at, crashes injected into recovery)."""
     ops = random_ops(random.Random(seed), n_ops)
     dry = tmp_path / "dry"
     counter = CrashingOps(dry)
     acked, _, crashed = run_until_crash(dry, ops, counter, kw)
     assert not crashed
     total = counter.count
-    runs = 0
+    runs = recovery_crashes = 0
     for n in range(1, total + 1):
         for variant in range(cuts):
             rng = random.Random(f"{seed}/{n}/{variant}")
@@ -286,7 +290,7 @@ def check_crash_points(seed: int, n_ops: int, kw: dict, tmp_path: Path, cuts: in
             assert crashed
             notes = fileops.power_cut(rng)
             where = f"seed={seed} crash at call {n} ({fileops.kinds[-1]}), cut: {notes}"
-            recover_with_crashes(path, kw, rng)
+            recovery_crashes += recover_with_crashes(path, kw, rng)
             with DiskStorage.open(path, **kw) as st:
                 got = st.initial_state()
                 allowed = candidates(acked, pending)
@@ -304,14 +308,16 @@ def check_crash_points(seed: int, n_ops: int, kw: dict, tmp_path: Path, cuts: in
                 [*entries, nxt],
             ), where
             runs += 1
-    return runs
+    return runs, set(counter.kinds), recovery_crashes
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_crash_at_every_write_point(seed: int, tmp_path: Path) -> None:
     kw = {"segment_bytes": 600, "keep_snapshots": 1 + seed % 2}
-    runs = check_crash_points(seed, 30, kw, tmp_path)
+    runs, kinds, recovery_crashes = check_crash_points(seed, 30, kw, tmp_path)
     assert runs > 50
+    assert {"create", "write", "fsync", "fsync_dir", "rename", "unlink"} <= kinds
+    assert recovery_crashes > 0
 
 
 @pytest.mark.slow
