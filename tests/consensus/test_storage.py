@@ -529,3 +529,19 @@ def test_app_snapshot_at_received_snapshot_index_lets_its_segment_go(tmp_path: P
     hs, snap, entries = recovered(tmp_path, **kw)
     assert snap == Snapshot(10, 2, (1,), b"app")
     assert entries == [E(2, i, 40) for i in range(11, 30)] and hs == HardState(2, 0, 29)
+
+
+def test_missing_snapshot_files(tmp_path: Path) -> None:
+    with DiskStorage.open(tmp_path, segment_bytes=150, keep_snapshots=2) as st:
+        for i in range(1, 41):
+            st.save(None, [E(1, i)], None)
+        st.save_snapshot(Snapshot(10, 1, (), b"ten"))
+        st.save_snapshot(Snapshot(30, 1, (), b"thirty"))
+    os.unlink(tmp_path / "snap-00000000000000000030.snap")  # newest gone: use the older
+    assert recovered(tmp_path)[1:] == (
+        Snapshot(10, 1, (), b"ten"),
+        [E(1, i) for i in range(11, 41)],
+    )
+    os.unlink(tmp_path / "snap-00000000000000000010.snap")  # none left, log compacted: refuse
+    with pytest.raises(CorruptLog, match="gap"):
+        DiskStorage.open(tmp_path)
