@@ -349,3 +349,33 @@ def test_null_data_stays_null(zk):
     zk.set("/null", b"x")
     zk.set("/null", None)
     assert zk.get("/null")[0] is None
+
+
+def test_packet_larger_than_jute_maxbuffer_closes_connection(tmp_path):
+    with Cluster(tmp_path, size=1, jute_max_buffer=4096) as cluster:
+        port = cluster.members[0].port
+        raw = RawClient(port)
+        raw.send(CreateRequest("/big", b"x" * 10_000, list(OPEN_ACL_UNSAFE), 0), OpCode.CREATE)
+        raw.sock.settimeout(5)
+        assert raw.sock.recv(100) == b""
+        raw.close()
+        small = RawClient(port)
+        small.send(CreateRequest("/small", b"x" * 1000, list(OPEN_ACL_UNSAFE), 0), OpCode.CREATE)
+        assert small.next().err == 0
+        small.close()
+
+
+def test_cli_rejects_bad_config_with_line(tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "zoo.cfg"
+    cfg.write_text(f"dataDir={tmp_path}\nclientPort=2181\ntickTme=2000\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "paddock.cli.main", "keeper", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "line 3: unknown setting 'tickTme'" in result.stderr

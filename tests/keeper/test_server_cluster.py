@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -9,6 +10,9 @@ from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 from keeper_harness import Cluster, four_letter, wait_until
 
+from paddock.keeper.codes import SET_WATCHES_XID, EventType
+from paddock.keeper.connection import NEED_DATA, ClientConnection
+from paddock.keeper.records import ConnectRequest, GetDataRequest, SetWatches
 from paddock.testing import KeeperEnsemble
 
 pytestmark = pytest.mark.timeout(90)
@@ -165,3 +169,52 @@ def test_leader_kill_9_writes_continue(tmp_path):
         finally:
             client.stop()
             client.close()
+
+
+def _raw(port: int, **kw) -> tuple[socket.socket, ClientConnection, object]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    conn = ClientConnection()
+    sock.sendall(conn.encode_connect_request(ConnectRequest(time_out=4000, **kw)))
+    return sock, conn, _next(sock, conn)
+
+
+def _next(sock, conn):
+    while True:
+        ev = conn.next_event()
+        if ev is not NEED_DATA:
+            return ev
+        conn.receive_data(sock.recv(65536))
+
+
+def test_set_watches_restores_watches_on_another_server(cluster):
+    a, b = cluster.members[0], cluster.members[1]
+    writer = _client(cluster.hosts)
+    writer.create("/sw", b"0")
+    writer.create("/sw2", b"0")
+    sock, conn, session = _raw(a.port)
+    sock.sendall(conn.encode_request(1, GetDataRequest("/sw", True)))
+    first = _next(sock, conn)
+    assert first.err == 0
+    seen_zxid = first.zxid
+    sock.close()  # the client moves to server b with its session and watch list
+    writer.retry(writer.set, "/sw2", b"changed while away")
+    wait_until(lambda: b.server.sm.last_zxid >= seen_zxid, 5)
+    sock, conn, resumed = _raw(
+        b.port,
+        session_id=session.session_id,
+        passwd=session.passwd,
+        last_zxid_seen=seen_zxid,
+    )
+    assert resumed.session_id == session.session_id and resumed.time_out > 0
+    sock.sendall(
+        conn.encode_request(SET_WATCHES_XID, SetWatches(seen_zxid, ["/sw", "/sw2"], [], []))
+    )
+    missed = _next(sock, conn)  # /sw2 changed after seen_zxid: fires at once
+    assert (missed.event.type, missed.event.path) == (EventType.NODE_DATA_CHANGED, "/sw2")
+    assert _next(sock, conn).xid == SET_WATCHES_XID
+    writer.set("/sw", b"1")
+    fired = _next(sock, conn)
+    assert (fired.event.type, fired.event.path) == (EventType.NODE_DATA_CHANGED, "/sw")
+    sock.close()
+    writer.stop()
+    writer.close()

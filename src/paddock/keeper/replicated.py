@@ -170,7 +170,9 @@ class Proposer:
         self.id = server_id
         self.cons = cons
         self.forward_timeout = forward_timeout
-        self._seq = 0
+        # Sequence numbers must not repeat across restarts: entries proposed before
+        # a restart may still be applied after it, and must not match new requests.
+        self._seq = time.time_ns() // 1000
         self._pending: dict[int, Pending] = {}
         self._outbox: deque[Pending] = deque()
         self._flush_scheduled = False
