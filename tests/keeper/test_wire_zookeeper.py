@@ -332,10 +332,24 @@ def check_recorded_stream(up, down):
         requests.append(ev)
         reencoded.append(client_side.encode_request(ev.xid, ev.record, ev.opcode))
     assert b"".join(reencoded) == bytes(up)
-    client_side.receive_data(bytes(down))
     replies = []
-    while (ev := client_side.next_event()) is not p.NEED_DATA:
+    down = bytes(down)
+    pos = 0
+    while pos < len(down):
+        frame = down[pos : pos + 4 + struct.unpack_from(">i", down, pos)[0]]
+        pos += len(frame)
+        client_side.receive_data(frame)
+        ev = client_side.next_event()
         replies.append(ev)
+        # byte-exact: our encoders reproduce every reply ZooKeeper sent
+        if isinstance(ev, p.ConnectResponse):
+            assert p.encode_connect_response(ev) == frame
+        elif isinstance(ev, p.WatchNotification):
+            w = ev.event
+            assert p.encode_watch_event(w.type, w.state, w.path, ev.zxid) == frame
+        else:
+            assert p.encode_response(ev.xid, ev.zxid, ev.err, ev.record) == frame
+    assert client_side.next_event() is p.NEED_DATA
     return requests, replies
 
 
