@@ -95,6 +95,8 @@ class RunResult:
     caught_corruptions: int = 0
     restarts: int = 0
     leaders: int = 0
+    #: Liveness mode: virtual seconds from healing until live.
+    live_after: float = 0.0
 
     @property
     def invariant(self) -> str:
@@ -185,10 +187,13 @@ class Cluster:
         self.quorum = cfg.nodes // 2 + 1
         self.external = cfg.election == "external"
         self.trace: list[str] | None = [] if cfg.trace else None
+        self.knobs: dict[str, int | bool] = {}
         self.hosts: dict[int, Host] = {i: Host(i) for i in self.node_ids}
         self.net = SimNetwork(self.loop, self.net_rng, self.node_ids, self._deliver)
         self._tune_faults()
         self.committed: dict[int, tuple[int, int, bytes]] = {}  # index -> (term, kind, data)
+        self.committed_max = 0
+        self.commit_term_bound: dict[int, int] = {}
         self.state_at: dict[int, tuple[object, ...]] = {}
         self.leaders: dict[int, int] = {}  # term -> leader id
         self.request_seq = 0
@@ -210,6 +215,14 @@ class Cluster:
         self.disk_max = self.disk_min + r.random() * 0.003
         self.disk_slow = r.choice([0.0, 0.02, 0.05])
         self.rot_chance = r.choice([0.1, 0.3])
+        # Exercise the node's knobs too: flow control limits and election options.
+        self.knobs = {
+            "pre_vote": r.random() < 0.75,
+            "check_quorum": r.random() < 0.75,
+            "heartbeat_ticks": r.choice([1, 1, 2]),
+            "max_append_entries": r.choice([1, 3, 1024]),
+            "max_inflight_appends": r.choice([1, 2, 64]),
+        }
         for h in self.hosts.values():
             h.compact_every = r.choice([10, 30, 80])
             h.tick = self.cfg.tick * (0.9 + 0.2 * r.random())
@@ -233,6 +246,11 @@ class Cluster:
             peers=self.node_ids,
             external_election=self.external,
             bug=self.cfg.bug,
+            pre_vote=bool(self.knobs["pre_vote"]),
+            check_quorum=bool(self.knobs["check_quorum"]),
+            heartbeat_ticks=int(self.knobs["heartbeat_ticks"]),
+            max_append_entries=int(self.knobs["max_append_entries"]),
+            max_inflight_appends=int(self.knobs["max_inflight_appends"]),
         )
 
     def boot(self) -> None:
@@ -511,6 +529,14 @@ class Cluster:
                     f"only on {holders} (quorum {self.quorum})",
                 )
             self.committed[e.index] = mine
+            # It was committed in some term no later than the highest term any
+            # node has reached by now (leader completeness is owed to later terms).
+            self.commit_term_bound[e.index] = max(
+                (x.node.term if x.node is not None else x.durable.hard_state.term)
+                for x in self.hosts.values()
+            )
+            if e.index > self.committed_max:
+                self.committed_max = e.index
         elif got != mine:
             raise Violation(
                 "committed entry changed",
@@ -557,11 +583,31 @@ class Cluster:
                 if other is None:
                     leaders[t] = h.id
                     self.trace_event(h.id, f"LEADER of term {t}")
+                    self._check_leader_completeness(h.id, node)
                 elif other != h.id:
                     raise Violation(
                         "election safety",
                         f"nodes {other} and {h.id} are both leader of term {t}",
                     )
+
+    def _check_leader_completeness(self, node_id: int, node: RaftNode) -> None:
+        """Raft's leader completeness: a new leader's log holds every entry
+        committed in an earlier term. (A leader of an older term can still be
+        elected late, by vote replies that were in flight, and lack newer entries.)"""
+        log = node.log
+        bound = self.commit_term_bound
+        for index in range(log.snapshot.index + 1, self.committed_max + 1):
+            got = self.committed.get(index)
+            if got is None or bound[index] >= node.term:
+                continue
+            term = log.term(index)
+            if term != got[0]:
+                raise Violation(
+                    "leader completeness",
+                    f"node {node_id} leads term {node.term} but has "
+                    f"{'no entry' if term is None else f'term {term}'} at committed index "
+                    f"{index} (committed in term {got[0]})",
+                )
 
     # -- liveness -------------------------------------------------------------------
 
@@ -574,6 +620,13 @@ class Cluster:
         self.rot_chance = 0.0
         if self.authority is not None:
             self.authority.faulty = False
+        if self.setup_rng.random() < 0.3:
+            # A last fault: a whole-cluster power cut, so liveness is also proven
+            # from nothing but what the disks kept.
+            self.trace_event(0, "power cut: every node crashes")
+            for i in self.node_ids:
+                self.crash(i)
+            self.disk_faults += 1
         for i in self.node_ids:
             if self.hosts[i].node is None:
                 self.restart(i)
@@ -609,6 +662,7 @@ def run_simulation(cfg: SimConfig) -> RunResult:
     cl = Cluster(cfg)
     failure: Violation | None = None
     loop = cl.loop
+    live_after = 0.0
     try:
         cl.boot()
         cl.clients.start()
@@ -625,9 +679,15 @@ def run_simulation(cfg: SimConfig) -> RunResult:
             cl.clients.ok_writes_after = heal_at
             deadline = heal_at + cfg.liveness_bound
             while True:
-                loop.run_until(min(loop.now + 0.05, deadline), cl.check_step)
-                if cl.clients.fresh_write_ok and cl.converged():
-                    cl.trace_event(0, f"LIVE after {loop.now - heal_at:.3f}s")
+                loop.run_until(min(loop.now + 0.01, deadline), cl.check_step)
+                if cl.clients.fresh_write_ok and not cl.clients.stopped:
+                    # A fresh write committed; let the traffic drain, then all
+                    # nodes must reach the same commit and applied index.
+                    cl.clients.stopped = True
+                    cl.trace_event(0, "fresh write committed; clients stop")
+                if cl.clients.stopped and cl.converged():
+                    live_after = loop.now - heal_at
+                    cl.trace_event(0, f"LIVE after {live_after:.3f}s")
                     break
                 if loop.now >= deadline:
                     detail = (
@@ -677,6 +737,7 @@ def run_simulation(cfg: SimConfig) -> RunResult:
         caught_corruptions=cl.caught_corruptions,
         restarts=sum(h.restarts for h in cl.hosts.values()),
         leaders=len(cl.leaders),
+        live_after=live_after,
     )
 
 
