@@ -85,6 +85,8 @@ class KeeperStateMachine:
         self.listener: ApplyListener | None = None
         self._clock_ms = clock_ms
         self.applied_txns = 0
+        #: log index of the entry being (or last) applied
+        self.last_index = 0
 
     @property
     def last_zxid(self) -> int:
@@ -92,6 +94,7 @@ class KeeperStateMachine:
 
     def apply(self, entry: Entry) -> Any:
         data = entry.data
+        self.last_index = entry.index
         if len(data) < ENVELOPE.size:
             log.error("entry %d: too short for an envelope; skipped", entry.index)
             return None
@@ -218,9 +221,9 @@ class Proposer:
             asyncio.get_running_loop().call_soon(self.flush)
 
     def _wake(self) -> None:
-        # ConsensusServer has no public "forward to the leader" call; RaftNode.propose
-        # on a follower queues the entry for the leader, and the ready loop must run.
-        self.cons._wake.set()
+        # RaftNode.propose on a follower queues the entry for the leader; the
+        # ready loop must then run to send it.
+        self.cons.wake()
 
     def flush(self) -> None:
         """Send everything queued: one batch on the leader, forwards on a follower.

@@ -182,6 +182,11 @@ class ClientConnection(asyncio.Protocol):
         if handler is not None and req.record is not None:
             if self.queue:
                 self.queue.append(_Slot(None, lambda: handler(self, req)))
+                return
+            barrier = self.server.read_barrier()
+            if barrier:
+                slot = self.begin_ordered()
+                self.server.wait_applied(barrier, lambda: self.complete(slot, handler(self, req)))
             else:
                 self.write(handler(self, req))
             return
@@ -301,6 +306,7 @@ class KeeperServer:
         self.connections: set[ClientConnection] = set()
         self.by_session: dict[int, ClientConnection] = {}
         self._per_ip: dict[str, int] = {}
+        self._read_waiters: deque[tuple[int, Callable[[], None]]] = deque()
         peers = cfg.peers() if not cfg.standalone else {self.id: ("127.0.0.1", 0)}
         if not cfg.standalone and self.id not in peers:
             raise ValueError(f"server id {self.id} not in peers {sorted(peers)}")
@@ -504,6 +510,34 @@ class KeeperServer:
         self.proposer.applied(origin, seq, result)
         if closed is not None:
             closed.close()
+        if self._read_waiters:
+            self._release_reads(self.sm.last_index)
+
+    # ------------------------------------------------------------ read barrier
+    def read_barrier(self) -> int:
+        """The log index a read arriving now should wait for (0: none).
+
+        A follower hears of a commit at about the moment the leader answers the
+        writer, but applies it only after its own Ready is persisted. A read that
+        arrives in between waits until that commit is applied here, so a client
+        told by another client about a write sees it even on a follower."""
+        node = self.cons.node
+        if node is None or node.role == Role.LEADER:
+            return 0
+        commit = node.commit
+        return commit if commit > self.cons.applied else 0
+
+    def wait_applied(self, index: int, run: Callable[[], None]) -> None:
+        self._read_waiters.append((index, run))
+
+    def _release_reads(self, applied: int) -> None:
+        waiters = self._read_waiters
+        while waiters and waiters[0][0] <= applied:
+            _, run = waiters.popleft()
+            try:
+                run()
+            except Exception:
+                log.exception("deferred read failed")
 
     def _deliver(self, result: TxnResult) -> None:
         by_session = self.by_session
@@ -534,6 +568,8 @@ class KeeperServer:
         now = time.monotonic()
         now_ms = _now_ms()
         self.proposer.tick()
+        if self._read_waiters:
+            self._release_reads(self.cons.applied)
         leader = self.role == Role.LEADER
         sessions = self.sm.sessions
         if leader and not self._was_leader:
