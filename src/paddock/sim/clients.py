@@ -28,7 +28,7 @@ from paddock.sim.kv import Command, encode_command
 from paddock.sim.linearizability import FAIL, INFO, INVOKE, OK, HistoryEvent
 
 if TYPE_CHECKING:
-    from paddock.sim.consensus_sim import Cluster, Host
+    from paddock.sim.cluster import Cluster, Host
 
 
 @dataclass(slots=True)

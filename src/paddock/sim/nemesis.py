@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from paddock.consensus.types import Role
 
 if TYPE_CHECKING:
-    from paddock.sim.consensus_sim import Cluster
+    from paddock.sim.cluster import Cluster
 
 
 class Nemesis:
