@@ -50,6 +50,8 @@ def test_writes_replicate_and_every_server_reads(cluster):
             four_letter(m.port, "srvr").split("Mode: ")[1].split()[0] for m in cluster.members
         )
         assert modes == ["follower", "follower", "leader"]
+        config = clients[0].get("/zookeeper/config")[0].decode()
+        assert "server.1=" in config and "server.3=" in config and "version=" in config
     finally:
         for c in clients:
             c.stop()

@@ -109,14 +109,17 @@ def keeper(
 
     _setup_logging(log_level, log_format, cfg.my_id)
 
+    status = 0
+
     async def main() -> None:
+        nonlocal status
         from paddock.keeper.server import serve
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(cfg, stop)
+        status = await serve(cfg, stop)
 
     profile = os.environ.get("PADDOCK_KEEPER_PROFILE")
     profiler = None
@@ -135,3 +138,5 @@ def keeper(
         if profiler is not None and profile:
             profiler.disable()
             profiler.dump_stats(f"{profile}.{cfg.my_id}")
+    if status:
+        raise typer.Exit(status)

@@ -329,10 +329,13 @@ class KeeperServer:
         self._last_container_check = 0.0
         self.client_port = cfg.client_port
         self.stopped = asyncio.Event()
+        #: Set when the consensus node can no longer work (storage failure).
+        self.fatal = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await self.cons.start()
+        self._install_config_node()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: ClientConnection(self),
@@ -553,6 +556,24 @@ class KeeperServer:
 
     def on_restored(self) -> None:
         log.info("state restored from a snapshot (zxid 0x%x)", self.sm.last_zxid)
+        self._install_config_node()
+
+    def _install_config_node(self) -> None:
+        """``/zookeeper/config`` holds the ensemble, as ZooKeeper's dynamic config
+        (``server.N=host:peer:election:role[;client]`` lines, then ``version=``);
+        empty for a standalone server, as in ZooKeeper."""
+        if self.cfg.standalone:
+            return
+        lines = []
+        for sid, spec in sorted(self.cfg.servers.items()):
+            line = f"server.{sid}={spec.host}:{spec.peer_port}:{spec.election_port}:{spec.role}"
+            if spec.client_port:
+                line += f";{spec.client_host or '0.0.0.0'}:{spec.client_port}"
+            elif sid == self.id:
+                line += f";{self.cfg.client_host}:{self.client_port or self.cfg.client_port}"
+            lines.append(line)
+        lines.append("version=100000000")
+        self.sm.tree.set_config_local("\n".join(lines).encode())
 
     # ------------------------------------------------------------ housekeeping
     async def _housekeeping(self) -> None:
@@ -567,6 +588,11 @@ class KeeperServer:
     def _housekeep(self) -> None:
         now = time.monotonic()
         now_ms = _now_ms()
+        failed = getattr(self.cons, "failed", None)
+        if failed and not self.fatal.is_set():
+            log.error("consensus node failed (%s); shutting down", failed)
+            self.fatal.set()
+            return
         self.proposer.tick()
         if self._read_waiters:
             self._release_reads(self.cons.applied)
@@ -685,12 +711,18 @@ def _ignore(result: TxnResult | None) -> None:
     return None
 
 
-async def serve(cfg: KeeperConfig, stop: asyncio.Event) -> None:
-    """Run a keeper server until ``stop`` is set."""
+async def serve(cfg: KeeperConfig, stop: asyncio.Event) -> int:
+    """Run a keeper server until ``stop`` is set; returns the exit status (1 if
+    the consensus node failed, e.g. on a storage error)."""
     os.makedirs(cfg.data_dir, exist_ok=True)
     server = KeeperServer(cfg)
     await server.start()
     try:
-        await stop.wait()
+        stopping = asyncio.ensure_future(stop.wait())
+        failing = asyncio.ensure_future(server.fatal.wait())
+        await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
+        for f in (stopping, failing):
+            f.cancel()
     finally:
         await server.stop()
+    return 1 if server.fatal.is_set() else 0
