@@ -263,9 +263,11 @@ class RaftNode:
                 self._become_follower(m.term, 0)
         elif m.term < self.term and t != MsgType.PROPOSE:
             if t in (MsgType.APPEND, MsgType.HEARTBEAT) and (
-                self.cfg.check_quorum or self.cfg.pre_vote
+                self.cfg.check_quorum or self.cfg.pre_vote or self.cfg.external_election
             ):
-                # A stale leader: tell it about our term so it steps down.
+                # A stale leader: tell it about our term so it steps down. (In
+                # external mode nobody else would: nodes never campaign on their
+                # own and the authority keeps trusting a node that says it leads.)
                 self._send(Message(MsgType.APPEND_RESP, self.id, m.src, self.term))
             elif t == MsgType.PRE_VOTE:
                 self._send(Message(MsgType.PRE_VOTE_RESP, self.id, m.src, self.term, reject=True))
