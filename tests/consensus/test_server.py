@@ -12,7 +12,7 @@ import pytest
 
 from paddock.consensus.demo import free_ports
 from paddock.consensus.kv import KVClient, KVClientServer, KVStateMachine, encode_put
-from paddock.consensus.server import ConsensusServer, OutcomeUnknown, wait_for
+from paddock.consensus.server import ConsensusServer, OutcomeUnknown, ServerStopped, wait_for
 from paddock.consensus.types import NotLeader, Role
 
 HOST = "127.0.0.1"
@@ -170,6 +170,23 @@ async def test_state_machine_error_reaches_the_proposer_only(tmp_path: Path) -> 
             assert c.sms[srv.id].data[b"b"] == b"2"
     finally:
         await c.stop_all()
+
+
+async def test_storage_failure_stops_that_node_only(cluster: Cluster) -> None:
+    leader = await cluster.leader()
+    victim = next(s for s in cluster.servers.values() if s.id != leader.id)
+
+    def broken_disk(rd):
+        raise OSError(5, "Input/output error")
+
+    victim.storage.save_ready = broken_disk
+    idx = await leader.propose(put("k", "v"))  # the other follower makes the quorum
+    await asyncio.wait_for(victim.failed_event.wait(), 5)
+    assert "Input/output error" in victim.failed
+    with pytest.raises(ServerStopped):
+        victim.submit_many([put("x", "y")])
+    assert victim.applied < idx  # it never acknowledged what it could not persist
+    assert await leader.propose(put("k2", "v2")) > idx
 
 
 async def test_restarted_node_catches_up_from_the_log(cluster: Cluster) -> None:

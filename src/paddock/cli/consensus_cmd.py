@@ -78,7 +78,13 @@ def serve(
             external_election=external_election,
         )
 
-    run_event_loop(main())
+    try:
+        run_event_loop(main())
+    except (RuntimeError, OSError, ValueError) as exc:
+        # Storage that cannot be opened (corrupt, locked by another process) or
+        # failed while running: say so plainly and let a supervisor decide.
+        typer.echo(f"node {node_id}: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command("demo")

@@ -275,7 +275,11 @@ async def serve_kv_node(
     cluster_id: str = "paddock",
     external_election: bool = False,
 ) -> None:
-    """Run one KV node until ``stop`` is set (the body of ``paddock consensus serve``)."""
+    """Run one KV node until ``stop`` is set (the body of ``paddock consensus serve``).
+
+    Raises ``RuntimeError`` if the node failed (a storage error), so the process
+    exits non-zero and a supervisor restarts it from what is on disk.
+    """
     sm = KVStateMachine()
     server = ConsensusServer(
         node_id,
@@ -292,7 +296,15 @@ async def serve_kv_node(
     try:
         await api.start(client_host, client_port)
         log.info("node %d: client API on %s:%d", node_id, client_host, api.port)
-        await stop.wait()
+        waits = [
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(server.failed_event.wait()),
+        ]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
     finally:
         await api.close()
         await server.stop()
+    if server.failed:
+        raise RuntimeError(f"node {node_id} failed: {server.failed}")

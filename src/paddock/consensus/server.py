@@ -148,6 +148,10 @@ class ConsensusServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._running = False
         self._stopped = False
+        #: Why the node stopped working (a storage error), or None. Once set the
+        #: server refuses proposals; its owner should stop it and exit non-zero.
+        self.failed: str | None = None
+        self.failed_event = asyncio.Event()
         self._batches: deque[_Batch] = deque()
         self._reads: dict[int, asyncio.Future[int]] = {}
         self._next_read = 0
@@ -362,8 +366,10 @@ class ConsensusServer:
 
     # ------------------------------------------------------------------ internals
     def _require_node(self) -> RaftNode:
-        if self.node is None or self._stopped:
-            raise ServerStopped("server is not running")
+        if self.node is None or self._stopped or self.failed:
+            raise ServerStopped(
+                f"server is not running{f' ({self.failed})' if self.failed else ''}"
+            )
         return self.node
 
     def _on_message(self, msg: Message) -> None:
@@ -392,11 +398,13 @@ class ConsensusServer:
                 rd = node.ready()
                 try:
                     await self._handle_ready(node, rd)
-                except Exception:
+                except Exception as exc:
                     # Storage failures are fatal for this node: continuing could
                     # acknowledge data that is not durable.
                     log.exception("node %d: fatal error handling Ready; stopping", self.id)
                     self._running = False
+                    self.failed = f"{type(exc).__name__}: {exc}"
+                    self.failed_event.set()
                     self._fail_pending(OutcomeUnknown(0), NotLeader(0))
                     return
             if self._running and self._last_snapshot_index + self.snapshot_every <= self.applied:
