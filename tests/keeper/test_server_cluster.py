@@ -7,6 +7,8 @@ import time
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.exceptions import NotReadOnlyCallError
+from kazoo.protocol.states import KeeperState
 from kazoo.retry import KazooRetry
 from keeper_harness import Cluster, four_letter, wait_until
 
@@ -146,6 +148,18 @@ def test_minority_refuses_sessions_and_whole_restart_keeps_data(tmp_path):
             lone_client.start(timeout=2)
         lone_client.stop()
         lone_client.close()
+        # Clients that allow read-only mode get a read-only session there.
+        wait_until(lambda: lone.server.read_only, 10, what="read-only mode")
+        assert "Mode: read-only" in four_letter(lone.port, "srvr")
+        assert four_letter(lone.port, "isro") == "ro"
+        ro = KazooClient(hosts=lone.address, timeout=4, read_only=True)
+        ro.start(timeout=10)
+        assert ro.client_state == KeeperState.CONNECTED_RO
+        assert ro.get("/keep")[0] == b"safe"
+        with pytest.raises(NotReadOnlyCallError):
+            ro.set("/keep", b"nope")
+        ro.stop()
+        ro.close()
     with c:  # the whole ensemble restarts from its disks
         client = _client(c.hosts)
         assert client.get("/keep")[0] == b"safe"

@@ -164,7 +164,7 @@ def answer(word: str, report: ServerReport, whitelist: frozenset[str]) -> str:
     if word == "ruok":
         return "imok"
     if word in ("srvr", "stat"):
-        if not report.serving:
+        if not report.serving and report.mode != "read-only":
             return "This ZooKeeper instance is not currently serving requests\n"
         return _srvr(report, word == "stat")
     if word == "mntr":
@@ -176,6 +176,8 @@ def answer(word: str, report: ServerReport, whitelist: frozenset[str]) -> str:
     if word == "envi":
         return _envi()
     if word == "isro":
+        if report.mode == "read-only":
+            return "ro"
         return "rw" if report.serving else "null"
     if word == "wchs":
         return _wchs(report)

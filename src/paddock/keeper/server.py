@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 _EXPIRED_PASSWD = bytes(16)
 _UNIMPLEMENTED = int(Code.UNIMPLEMENTED)
 _AUTH_FAILED = int(Code.AUTH_FAILED)
+_NOT_READ_ONLY = int(Code.NOT_READ_ONLY)
 
 
 def _now_ms() -> int:
@@ -93,6 +94,7 @@ class ClientConnection(asyncio.Protocol):
         self.timeout_ms = 0
         self.auth: list[Id] = []
         self.connected = False
+        self.read_only = False
         self.handshaking = False
         self.closed = False
         self.queue: deque[_Slot] = deque()
@@ -191,6 +193,13 @@ class ClientConnection(asyncio.Protocol):
                 self.write(handler(self, req))
             return
         if op in WRITE_OPCODES and req.record is not None:
+            if self.read_only:
+                if op == OpCode.CLOSE_SESSION:
+                    self.reply(encode_response(req.xid, self.server.sm.last_zxid, 0))
+                    self.close_after_replies()
+                else:
+                    self.reply(encode_response(req.xid, self.server.sm.last_zxid, _NOT_READ_ONLY))
+                return
             self.server.submit_write(self, req)
             return
         if op == OpCode.AUTH and req.record is not None:
@@ -275,12 +284,14 @@ class ClientConnection(asyncio.Protocol):
         self.transport.close()
 
     # ------------------------------------------------------------ session
-    def session_ready(self, session_id: int, timeout_ms: int, passwd: bytes) -> None:
+    def session_ready(
+        self, session_id: int, timeout_ms: int, passwd: bytes, read_only: bool = False
+    ) -> None:
         self.session_id = session_id
         self.timeout_ms = timeout_ms
         self.connected = True
         self.handshaking = False
-        self.write(self.proto.encode_connect_response(timeout_ms, session_id, passwd, False))
+        self.write(self.proto.encode_connect_response(timeout_ms, session_id, passwd, read_only))
         self.process()
 
     def session_refused(self, expired: bool) -> None:
@@ -325,6 +336,8 @@ class KeeperServer:
         self._tasks: list[asyncio.Task[None]] = []
         self._was_leader = False
         self._unserving_since: float | None = None
+        self._quorum_grace = max(1.0, cfg.tick_ms / 1000)
+        self._ro_conns: set[ClientConnection] = set()
         self._last_touch_flush = 0.0
         self._last_container_check = 0.0
         self.client_port = cfg.client_port
@@ -384,9 +397,23 @@ class KeeperServer:
         return node.role == Role.LEADER or (node.role == Role.FOLLOWER and node.leader != 0)
 
     @property
+    def read_only(self) -> bool:
+        """Read-only mode: without a quorum for longer than the grace period, the
+        server accepts sessions from clients that allow read-only (canBeReadOnly),
+        answers their reads from its last state and refuses writes (NotReadOnly),
+        as ZooKeeper's ReadOnlyZooKeeperServer."""
+        since = self._unserving_since
+        return (
+            since is not None
+            and not self.serving
+            and time.monotonic() - since > self._quorum_grace
+            and not self.fatal.is_set()
+        )
+
+    @property
     def mode(self) -> str:
         if not self.serving:
-            return "candidate"
+            return "read-only" if self.read_only else "candidate"
         if self.cfg.standalone:
             return "standalone"
         return "leader" if self.role == Role.LEADER else "follower"
@@ -401,6 +428,7 @@ class KeeperServer:
         return True
 
     def forget(self, conn: ClientConnection) -> None:
+        self._ro_conns.discard(conn)
         if conn in self.connections:
             self.connections.discard(conn)
             n = self._per_ip.get(conn.address, 1) - 1
@@ -415,6 +443,9 @@ class KeeperServer:
 
     def handle_connect(self, conn: ClientConnection, req: ConnectRequest) -> None:
         if not self.serving:
+            if req.read_only and self.read_only:
+                self._attach_read_only(conn, req)
+                return
             log.info("refusing session from %s: not serving (no quorum)", conn.address)
             conn.session_refused(expired=False)
             return
@@ -467,7 +498,28 @@ class KeeperServer:
             return
         self._attach(conn, sid, info.timeout_ms, info.password)
 
-    def _attach(self, conn: ClientConnection, sid: int, timeout: int, passwd: bytes) -> None:
+    def _attach_read_only(self, conn: ClientConnection, req: ConnectRequest) -> None:
+        timeout = negotiate_timeout(req.time_out, self.cfg.min_timeout, self.cfg.max_timeout)
+        info = self.sm.sessions.get(req.session_id) if req.session_id else None
+        if info is not None and info.password == req.passwd:
+            sid, passwd = info.session_id, info.password
+        else:
+            # A local session: not replicated, it ends with this connection.
+            sid = self._ids.next_id()
+            passwd = session_password(sid, self._secret)
+        conn.read_only = True
+        self._ro_conns.add(conn)
+        log.info("read-only session 0x%x for %s", sid & 0xFFFFFFFFFFFFFFFF, conn.address)
+        self._attach(conn, sid, timeout, passwd, read_only=True)
+
+    def _attach(
+        self,
+        conn: ClientConnection,
+        sid: int,
+        timeout: int,
+        passwd: bytes,
+        read_only: bool = False,
+    ) -> None:
         old = self.by_session.get(sid)
         if old is not None and old is not conn:
             self.watches.remove_session(sid)
@@ -475,7 +527,7 @@ class KeeperServer:
             old.close()
         self.by_session[sid] = conn
         self.sm.sessions.touch(sid, _now_ms())
-        conn.session_ready(sid, timeout, passwd)
+        conn.session_ready(sid, timeout, passwd, read_only)
 
     # ------------------------------------------------------------ writes
     def submit_write(self, conn: ClientConnection, req: Request) -> None:
@@ -620,9 +672,16 @@ class KeeperServer:
             self._unserving_since = None
         elif self._unserving_since is None:
             self._unserving_since = now
-        elif now - self._unserving_since > max(1.0, self.cfg.tick_ms / 1000) and self.by_session:
-            log.warning("no quorum for a while: closing %d client sessions", len(self.by_session))
-            for conn in list(self.by_session.values()):
+        elif now - self._unserving_since > self._quorum_grace:
+            rw = [c for c in self.by_session.values() if not c.read_only]
+            if rw:
+                log.warning("no quorum for a while: closing %d client sessions", len(rw))
+                for conn in rw:
+                    conn.close()
+        if self.serving and self._ro_conns:
+            # Back in a quorum: read-only clients reconnect for a read-write session.
+            log.info("quorum regained: closing %d read-only sessions", len(self._ro_conns))
+            for conn in list(self._ro_conns):
                 conn.close()
 
     # ------------------------------------------------------------ reporting
