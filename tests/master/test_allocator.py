@@ -516,6 +516,13 @@ def test_skipping_refused_agents_changes_no_decision(seed):
     assert fast["skips"] > 0
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(busy_op, min_size=5, max_size=80), st.integers(0, 2**16))
+def test_skipping_refused_agents_changes_no_decision_property(ops, seed):
+    fast = run_ops(ops, seed, HierarchicalAllocator)
+    assert fast["log"] == run_ops(ops, seed, UnoptimisedAllocator)["log"]
+
+
 def run_ops(ops, seed, cls=HierarchicalAllocator) -> dict:
     stats: dict = {"offers": 0, "accepted": 0, "log": [], "skips": 0}
     alloc = cls(rng=random.Random(seed))

@@ -103,8 +103,8 @@ class HierarchicalAllocator(AllocatorRegistry):
     ValueError or KeyError before changing any state.
     """
 
-    #: Skip an agent whose unchanged free pool every framework refused last round (see
-    #: AgentState.refused_pool).  Only tests turn it off, to check it changes no decision.
+    #: Remember who refused an agent's unchanged free pool, and skip the agent when everyone
+    #: did (see AgentState.refusers).  Only tests turn it off, to check it changes nothing.
     skip_refused_agents = True
 
     def __init__(
@@ -292,14 +292,21 @@ class HierarchicalAllocator(AllocatorRegistry):
             available = agent.available
             if not available or not agent.active:
                 continue
+            refusers = agent.refusers
             if (
-                skip_refused
-                and agent.refused_pool is available
+                agent.refused_pool is available
                 and agent.refused_version == version
                 and now < agent.refused_until
             ):
-                continue  # every framework refused exactly this pool last time; still does
-            refused_until = _FOREVER
+                if agent.fully_refused:
+                    continue  # every framework refused exactly this pool; still does
+            else:
+                # Start remembering, for this very pool, who refuses it (see AgentState).
+                refusers.clear()
+                agent.refused_pool = available if skip_refused else None
+                agent.refused_version = version
+                agent.refused_until = _FOREVER
+                agent.fully_refused = False
             if snapshot_stale:
                 # Mesos asks the role sorter for its order once per agent.
                 roles_snapshot = list(role_order)
@@ -312,6 +319,8 @@ class HierarchicalAllocator(AllocatorRegistry):
                 if not offerable or not self._allocatable(offerable):
                     continue
                 for i, client in enumerate(order):
+                    if client in refusers:
+                        continue
                     filters = client.filters
                     if filters:
                         flist = filters.get(agent_id)
@@ -329,8 +338,9 @@ class HierarchicalAllocator(AllocatorRegistry):
                             else:
                                 expiry = _filtered(flist, offerable, now)
                             if expiry is not None:
-                                if expiry < refused_until:
-                                    refused_until = expiry
+                                refusers.add(client)
+                                if expiry < agent.refused_until:
+                                    agent.refused_until = expiry
                                 continue
                     # Offer everything the role may use on this agent to this framework.
                     offers.append(Offer(client.framework_id, agent_id, offerable, role.name))
@@ -355,13 +365,12 @@ class HierarchicalAllocator(AllocatorRegistry):
                     break
                 if not available:
                     break
-            if available is agent.available:  # nothing offered: remember who refused it
-                agent.refused_pool = available
-                agent.refused_version = version
-                agent.refused_until = refused_until
+            if available is agent.available:  # nothing offered: everyone refused this pool
+                agent.fully_refused = True
             else:
+                # ``refusers`` stays: if this offer is declined, the very same pool object
+                # comes back (recovery adds it to an empty pool) and who refused it still do.
                 agent.available = available
-                agent.refused_pool = None
         return offers
 
 

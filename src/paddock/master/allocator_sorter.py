@@ -96,12 +96,17 @@ class AgentState:
     used: dict[Client, Resources] = field(default_factory=dict)
     active: bool = True
     scalar_totals: dict[str, int] = field(default_factory=dict)
-    # Set when a round found every framework refusing this agent's free pool: skip the agent
-    # while the pool is the same object, no framework joined an order (order version) and no
-    # refusal involved has expired.  Keeps rounds cheap once everyone has declined everything.
+    # ``refusers``: clients whose refusal filter covers ``refused_pool``, learnt during
+    # rounds.  Valid while the free pool is that very object, no framework joined an order or
+    # revived (``refused_version``) and none of those refusals expired (``refused_until``).
+    # A refuser is then skipped with one set look-up instead of a filter check, and an agent
+    # that everyone refused (``fully_refused``) is skipped outright.  This keeps rounds cheap
+    # when most frameworks have declined most agents.
     refused_pool: Resources | None = None
     refused_version: int = -1
     refused_until: float = 0.0
+    refusers: set[Client] = field(default_factory=set)
+    fully_refused: bool = False
 
 
 def add_millis(into: dict[str, int], q: dict[str, int]) -> None:
