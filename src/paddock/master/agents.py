@@ -1,0 +1,329 @@
+"""The agent side of the master (``docs/agent-protocol.md``).
+
+Admission writes the agent to the registry *before* the agent is told it is
+registered, so a master without a quorum of masters admits no one. Health: every
+``agent_ping_timeout`` the master sends PING; an agent that misses
+``max_agent_ping_timeouts`` in a row (or stays disconnected that long) is marked
+unreachable in the registry and its tasks become TASK_UNREACHABLE (partition-aware
+frameworks) or TASK_LOST.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from paddock.master.attributes import attributes_from_json
+from paddock.master.base import CallError, MasterBase, Unavailable
+from paddock.master.frameworks import framework_roles
+from paddock.master.registry import RegistryError, RegistryUnavailable
+from paddock.master.resources import Resources
+from paddock.master.state import Agent, Framework, Task, vid
+from paddock.master.streams import EventStream
+
+log = logging.getLogger(__name__)
+
+
+class AgentMixin(MasterBase):
+    async def register_agent(self, call: dict[str, Any], stream: EventStream) -> Agent:
+        """REGISTER (new or returning agent). Raises CallError/Unavailable."""
+        self.require_acting()
+        reg = call.get("register")
+        if not isinstance(reg, dict) or not isinstance(reg.get("agent_info"), dict):
+            raise CallError(400, "Expecting 'register.agent_info'")
+        info = dict(reg["agent_info"])
+        if not isinstance(info.get("hostname"), str) or not info["hostname"]:
+            raise CallError(400, "agent_info.hostname is required")
+        try:
+            total = Resources.from_json(info.get("resources") or [])
+            attributes = [a.to_json() for a in attributes_from_json(info.get("attributes") or [])]
+        except ValueError as exc:
+            raise CallError(400, f"bad agent_info: {exc}") from None
+        tasks_in = reg.get("tasks") or []
+        fws_in = reg.get("frameworks") or []
+        if not isinstance(tasks_in, list) or not isinstance(fws_in, list):
+            raise CallError(400, "'tasks' and 'frameworks' must be lists")
+        agent_id: str | None = None
+        if isinstance(info.get("id"), dict) and isinstance(info["id"].get("value"), str):
+            agent_id = info["id"]["value"] or None
+        assert self.registry is not None
+        regstate = self.registry.state
+        if agent_id is not None and agent_id in regstate.gone:
+            raise CallError(403, f"Agent {agent_id} has been marked gone; it may not re-register")
+        if agent_id is None:
+            agent_id = self.new_id("agent")
+        info["id"] = vid(agent_id)
+        stored = {"hostname": info["hostname"], "port": info.get("port", 5051)}
+        needs_write = agent_id not in regstate.admitted or regstate.admitted[agent_id] != stored
+        if needs_write:
+            try:
+                await self.registry.write({"op": "admit", "agent_id": agent_id, "info": stored})
+            except RegistryError as exc:
+                raise CallError(403, str(exc)) from None
+            except RegistryUnavailable as exc:
+                raise Unavailable(str(exc)) from None
+            self.require_acting()  # we may have lost leadership while writing
+        self.recovered_agents.pop(agent_id, None)
+        old = self.agents.get(agent_id)
+        if old is not None:
+            self._drop_agent_state(old)
+        agent = Agent(agent_id, info, total, attributes, time.time())
+        agent.version = str(reg.get("version", ""))
+        self._adopt_agent_tasks(agent, tasks_in, fws_in)
+        if old is not None:
+            # Tasks the master launched there that the agent did not report yet
+            # (RUN_TASK in flight) stay known.
+            for key, task in old.tasks.items():
+                if key not in agent.tasks and not task.terminal:
+                    agent.tasks[key] = task
+        self.agents[agent_id] = agent
+        used: dict[Any, Resources] = {}
+        for task in agent.tasks.values():
+            if task.terminal or task.state == "TASK_UNREACHABLE" or not task.resources:
+                continue
+            key = (task.framework_id, task.role)
+            used[key] = used.get(key, Resources()) + task.resources
+        self.allocator.add_agent(agent_id, total, used=used)
+        agent.stream = stream
+        agent.connected = True
+        stream.owner = agent_id
+        stream.on_closed = self._agent_stream_closed
+        stream.send(
+            {
+                "type": "REGISTERED",
+                "registered": {
+                    "agent_id": vid(agent_id),
+                    "master_info": self.master_info,
+                    "ping_interval_seconds": self.config.agent_ping_timeout,
+                },
+            }
+        )
+        for st in reg.get("unacknowledged_updates") or []:
+            if isinstance(st, dict):
+                self.agent_update(agent, {"status": st})
+        self.counters["agents_registered" if old is None else "agents_reregistered"] += 1
+        log.info("agent %s (%s) registered", agent_id, agent.hostname)
+        self.kick_allocation([agent_id])
+        return agent
+
+    def _adopt_agent_tasks(self, agent: Agent, tasks_in: list[Any], fws_in: list[Any]) -> None:
+        fw_infos = {}
+        for f in fws_in:
+            if isinstance(f, dict) and isinstance(f.get("id"), dict):
+                fw_infos[str(f["id"].get("value"))] = f
+        for t in tasks_in:
+            if not isinstance(t, dict):
+                continue
+            try:
+                fid = str(t["framework_id"]["value"])
+                tid = str(t["task_id"]["value"])
+                res = Resources.from_json(t.get("resources") or [])
+            except (KeyError, TypeError, ValueError):
+                log.warning("agent %s reported a malformed task; ignored", agent.id)
+                continue
+            fw = self.frameworks.get(fid)
+            if fw is None:
+                finfo = dict(fw_infos.get(fid) or {"id": vid(fid), "name": "", "user": ""})
+                fw = Framework(fid, finfo, framework_roles(finfo))
+                self.frameworks[fid] = fw
+                self.allocator.add_framework(fid, fw.roles, active=False)
+                self.start_failover_timer(fw)
+            state = str(t.get("state", "TASK_RUNNING"))
+            task = fw.tasks.get(tid)
+            if task is None or task.agent_id != agent.id:
+                role = fw.roles[0]
+                rs = res.roles()
+                if len(rs) == 1 and rs[0] in fw.roles:
+                    role = rs[0]
+                task = Task(fid, agent.id, dict(t), res, state=state, role=role)
+                fw.tasks[tid] = task
+            else:
+                task.state = state
+                task.resources_recovered = False
+            if isinstance(t.get("statuses"), list) and t["statuses"]:
+                task.statuses = list(t["statuses"])
+                task.latest_status = t["statuses"][-1]
+            if task.terminal:
+                task.resources_recovered = True
+            agent.tasks[(fid, tid)] = task
+
+    def _drop_agent_state(self, agent: Agent) -> None:
+        """Forget the allocator's view of the agent and its offers (before re-adding it)."""
+        self.rescind_offers(set(agent.offers))
+        if agent.stream is not None:
+            stream, agent.stream = agent.stream, None
+            stream.close()
+        if agent.id in self.allocator.agent_ids():
+            self.allocator.remove_agent(agent.id)
+        self.agents.pop(agent.id, None)
+
+    def _agent_stream_closed(self, stream: EventStream) -> None:
+        agent = self.agents.get(stream.owner)
+        if agent is None or agent.stream is not stream:
+            return
+        log.info("agent %s disconnected", agent.id)
+        agent.stream = None
+        agent.connected = False
+        self.rescind_offers(set(agent.offers))
+        if agent.id in self.allocator.agent_ids():
+            self.allocator.deactivate_agent(agent.id)
+
+    def agent_for_call(self, stream_id: str | None) -> Agent:
+        self.require_acting()
+        for agent in self.agents.values():
+            if agent.stream is not None and agent.stream.id == stream_id:
+                return agent
+        raise CallError(403, "Unknown or stale Paddock-Agent-Stream-Id; register again")
+
+    def agent_call(self, agent: Agent, call: dict[str, Any]) -> None:
+        t = call.get("type")
+        if t == "UPDATE":
+            body = call.get("update")
+            if not isinstance(body, dict) or not isinstance(body.get("status"), dict):
+                raise CallError(400, "Expecting 'update.status'")
+            self.agent_update(agent, body)
+        elif t == "PONG":
+            agent.pong_since_ping = True
+            agent.missed_pings = 0
+        elif t == "UNREGISTER":
+            asyncio.get_running_loop().create_task(self.remove_agent(agent, "agent unregistered"))
+        else:
+            raise CallError(400, f"Unknown agent call type {t!r}")
+
+    def agent_update(self, agent: Agent, body: dict[str, Any]) -> None:
+        status = dict(body["status"])
+        tid = (
+            status.get("task_id", {}).get("value")
+            if isinstance(status.get("task_id"), dict)
+            else None
+        )
+        if not isinstance(tid, str):
+            raise CallError(400, "status.task_id is required")
+        fid = None
+        for src in (body.get("framework_id"), status.get("framework_id")):
+            if isinstance(src, dict) and isinstance(src.get("value"), str):
+                fid = src["value"]
+        task: Task | None = None
+        if fid is not None:
+            task = agent.tasks.get((fid, tid))
+        else:
+            for (f, t), cand in agent.tasks.items():
+                if t == tid:
+                    fid, task = f, cand
+                    break
+        status.setdefault("agent_id", vid(agent.id))
+        status.pop("framework_id", None)
+        if task is None:
+            fw = self.frameworks.get(fid) if fid else None
+            if fw is not None and fw.stream is not None:
+                fw.stream.send({"type": "UPDATE", "update": {"status": status}})
+            return
+        self.counters["status_updates_received"] += 1
+        self.apply_status(task, status)
+
+    # ------------------------------------------------------------------ health
+    async def health_loop(self) -> None:
+        interval = self.config.agent_ping_timeout
+        while True:
+            await asyncio.sleep(interval)
+            if not self.acting:
+                continue
+            for agent in list(self.agents.values()):
+                if not agent.connected or not agent.pong_since_ping:
+                    agent.missed_pings += 1
+                else:
+                    agent.missed_pings = 0
+                if agent.missed_pings >= self.config.max_agent_ping_timeouts:
+                    asyncio.get_running_loop().create_task(
+                        self.mark_unreachable(agent, "health check timed out")
+                    )
+                    continue
+                if agent.stream is not None:
+                    agent.pong_since_ping = False
+                    agent.stream.send({"type": "PING", "ping": {}})
+
+    async def mark_unreachable(self, agent: Agent, reason: str) -> None:
+        if not self.acting or self.agents.get(agent.id) is not agent:
+            return
+        assert self.registry is not None
+        try:
+            await self.registry.write(
+                {"op": "unreachable", "agent_id": agent.id, "time": time.time()}
+            )
+        except (RegistryUnavailable, RegistryError) as exc:
+            log.warning("could not mark agent %s unreachable: %s", agent.id, exc)
+            return
+        if self.agents.get(agent.id) is not agent:
+            return
+        log.warning("agent %s marked unreachable: %s", agent.id, reason)
+        self.counters["agents_unreachable"] += 1
+        self._lose_agent(agent, reason, unreachable=True)
+
+    async def remove_agent(self, agent: Agent, reason: str) -> None:
+        if self.registry is not None:
+            try:
+                await self.registry.write({"op": "remove", "agent_id": agent.id})
+            except (RegistryUnavailable, RegistryError) as exc:
+                log.warning("could not remove agent %s: %s", agent.id, exc)
+                return
+        if self.agents.get(agent.id) is agent:
+            self._lose_agent(agent, reason, unreachable=False)
+
+    async def mark_gone(self, agent_id: str) -> None:
+        assert self.registry is not None
+        try:
+            await self.registry.write({"op": "gone", "agent_id": agent_id, "time": time.time()})
+        except RegistryUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+        agent = self.agents.get(agent_id)
+        self.recovered_agents.pop(agent_id, None)
+        if agent is not None:
+            if agent.stream is not None:
+                agent.stream.send({"type": "ERROR", "error": {"message": "Agent marked gone"}})
+            self._lose_agent(agent, "agent marked gone", unreachable=False, gone=True)
+
+    def _lose_agent(
+        self, agent: Agent, reason: str, *, unreachable: bool, gone: bool = False
+    ) -> None:
+        """Remove the agent from service; its tasks end (or become unreachable)."""
+        self.rescind_offers(set(agent.offers))
+        for task in list(agent.tasks.values()):
+            if task.terminal:
+                continue
+            fw = self.frameworks.get(task.framework_id)
+            pa = fw is not None and fw.partition_aware
+            if gone:
+                state = "TASK_GONE_BY_OPERATOR" if pa else "TASK_LOST"
+            elif unreachable:
+                state = "TASK_UNREACHABLE" if pa else "TASK_LOST"
+            else:
+                state = "TASK_GONE" if pa else "TASK_LOST"
+            reason_code = "REASON_AGENT_REMOVED" if not unreachable else "REASON_AGENT_UNREACHABLE"
+            self.apply_status(task, self.master_status(task, state, reason_code, reason))
+        for fw in self.frameworks.values():
+            if fw.stream is not None:
+                fw.stream.send({"type": "FAILURE", "failure": {"agent_id": vid(agent.id)}})
+        if agent.stream is not None:
+            stream, agent.stream = agent.stream, None
+            stream.close()
+        agent.connected = False
+        if agent.id in self.allocator.agent_ids():
+            self.allocator.remove_agent(agent.id)
+        self.agents.pop(agent.id, None)
+
+    async def reregister_deadline(self) -> None:
+        """Admitted agents that do not re-register after a failover become unreachable."""
+        await asyncio.sleep(self.config.agent_reregister_timeout)
+        if not self.acting:
+            return
+        assert self.registry is not None
+        for aid in list(self.recovered_agents):
+            try:
+                await self.registry.write(
+                    {"op": "unreachable", "agent_id": aid, "time": time.time()}
+                )
+            except (RegistryUnavailable, RegistryError):
+                return
+            self.recovered_agents.pop(aid, None)

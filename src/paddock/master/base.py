@@ -1,0 +1,297 @@
+"""The shared core of the leading master: state, allocator, offers and status updates.
+
+``Master`` (``core.py``) combines this with the framework-facing
+(``frameworks.py``) and agent-facing (``agents.py``) halves. Everything runs on one
+asyncio loop; the only awaits are registry writes, so handlers re-check what they
+looked up after an await.
+
+"Acting" gates all work: the master acts only while ZooKeeper names it leader
+(session connected), it is the registry's consensus leader and it has committed
+its "elected" record. When it stops acting (SUSPENDED session, lost quorum) it
+makes no offers, launches nothing and admits no one; calls get 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections import Counter
+from typing import Any
+
+from paddock.master.allocator import HierarchicalAllocator
+from paddock.master.config import MESOS_VERSION, MasterConfig
+from paddock.master.registry import Registry
+from paddock.master.resources import Resources
+from paddock.master.state import Agent, Framework, OfferRecord, Task, vid
+
+log = logging.getLogger(__name__)
+
+
+class Unavailable(Exception):
+    """The master cannot serve this now (not acting, registry unavailable): HTTP 503."""
+
+
+class CallError(Exception):
+    """A malformed or refused call: HTTP ``status`` with a one-line message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class MasterBase:
+    def __init__(
+        self, config: MasterConfig, master_info: dict[str, Any], registry: Registry | None
+    ) -> None:
+        self.config = config
+        self.master_info = master_info
+        self.id: str = master_info["id"]
+        self.registry = registry
+        self.acting = False
+        self.elected_time: float | None = None
+        self.start_time = time.time()
+        self.allocator = HierarchicalAllocator(
+            allocation_interval=config.allocation_interval,
+            rng=random.Random(config.seed),
+        )
+        self.agents: dict[str, Agent] = {}
+        self.recovered_agents: dict[str, dict[str, Any]] = {}  # admitted, not re-registered
+        self.frameworks: dict[str, Framework] = {}
+        self.completed_frameworks: list[Framework] = []
+        self.offers: dict[str, OfferRecord] = {}
+        self._ids = itertools.count(1)
+        self._alloc_pending: set[str] | None = None
+        self._alloc_handle: asyncio.Handle | None = None
+        self.counters: Counter[str] = Counter()
+        self.loop_tasks: list[asyncio.Task[Any]] = []
+
+    # ------------------------------------------------------------------ ids, time
+    def now(self) -> float:
+        return time.monotonic()
+
+    def new_id(self, kind: str) -> str:
+        n = next(self._ids)
+        if kind == "framework":
+            return f"{self.id}-{n:04d}"
+        if kind == "agent":
+            return f"{self.id}-S{n}"
+        return f"{self.id}-O{n}"
+
+    def require_acting(self) -> None:
+        if not self.acting:
+            raise Unavailable("Master is not leading or is recovering (no registry quorum)")
+
+    # ------------------------------------------------------------------ overridden
+    def remove_framework(self, fw: Framework, reason: str) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def start_failover_timer(self, fw: Framework) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ offers
+    def kick_allocation(self, agent_ids: list[str] | None = None) -> None:
+        """Allocate soon for these agents (all if None): resources came back."""
+        if not self.acting:
+            return
+        if self._alloc_handle is None:
+            self._alloc_pending = None if agent_ids is None else set(agent_ids)
+            self._alloc_handle = asyncio.get_running_loop().call_soon(self._allocate_pending)
+        elif self._alloc_pending is not None:
+            if agent_ids is None:
+                self._alloc_pending = None
+            else:
+                self._alloc_pending.update(agent_ids)
+
+    def _allocate_pending(self) -> None:
+        agents = self._alloc_pending
+        self._alloc_handle = None
+        self._alloc_pending = None
+        self.allocate(agents)
+
+    def allocate(self, agent_ids: set[str] | None = None) -> int:
+        """One allocation round; send OFFERS events. Returns the number of offers."""
+        if not self.acting:
+            return 0
+        now = self.now()
+        t0 = time.perf_counter()
+        self.allocator.expire_filters(now)
+        offers = self.allocator.allocate(now, agents=agent_ids)
+        self.counters["allocation_runs"] += 1
+        self.counters["allocation_run_us"] = int((time.perf_counter() - t0) * 1e6)
+        by_fw: dict[str, list[dict[str, Any]]] = {}
+        for o in offers:
+            fw = self.frameworks.get(o.framework_id)
+            agent = self.agents.get(o.agent_id)
+            if fw is None or agent is None or fw.stream is None:
+                self.allocator.recover_resources(
+                    o.framework_id, o.agent_id, o.resources, role=o.role, now=now, used=False
+                )
+                continue
+            rec = OfferRecord(self.new_id("offer"), fw.id, agent.id, o.resources, o.role, now)
+            self.offers[rec.id] = rec
+            fw.offers.add(rec.id)
+            agent.offers.add(rec.id)
+            by_fw.setdefault(fw.id, []).append(self.offer_json(rec, agent))
+        for fw_id, items in by_fw.items():
+            fw = self.frameworks[fw_id]
+            assert fw.stream is not None
+            fw.stream.send({"type": "OFFERS", "offers": {"offers": items}})
+            self.counters["messages_resource_offers"] += 1
+            self.counters["offers_sent"] += len(items)
+        return len(offers)
+
+    def offer_json(self, rec: OfferRecord, agent: Agent) -> dict[str, Any]:
+        return {
+            "id": vid(rec.id),
+            "framework_id": vid(rec.framework_id),
+            "agent_id": vid(agent.id),
+            "hostname": agent.hostname,
+            "url": {
+                "scheme": "http",
+                "address": {"hostname": agent.hostname, "ip": agent.hostname, "port": agent.port},
+                "path": "/slave(1)",
+            },
+            "resources": rec.resources.to_json(allocation_role=rec.role),
+            "attributes": agent.attributes,
+            "allocation_info": {"role": rec.role},
+        }
+
+    def remove_offer(self, rec: OfferRecord, *, rescind: bool, refuse: float | None = None) -> None:
+        """Take an outstanding offer back (recovering its resources); optionally tell the
+        framework (RESCIND)."""
+        self.offers.pop(rec.id, None)
+        fw = self.frameworks.get(rec.framework_id)
+        agent = self.agents.get(rec.agent_id)
+        if fw is not None:
+            fw.offers.discard(rec.id)
+            if rescind and fw.stream is not None:
+                fw.stream.send({"type": "RESCIND", "rescind": {"offer_id": vid(rec.id)}})
+                self.counters["offers_rescinded"] += 1
+        if agent is not None:
+            agent.offers.discard(rec.id)
+        try:
+            self.allocator.recover_resources(
+                rec.framework_id,
+                rec.agent_id,
+                rec.resources,
+                role=rec.role,
+                refuse_seconds=refuse,
+                now=self.now(),
+                used=False,
+            )
+        except (ValueError, KeyError):
+            log.exception("recovering offer %s failed", rec.id)
+
+    def rescind_offers(self, offer_ids: set[str]) -> None:
+        for oid in list(offer_ids):
+            rec = self.offers.get(oid)
+            if rec is not None:
+                self.remove_offer(rec, rescind=True)
+
+    def expire_offers(self) -> None:
+        timeout = self.config.offer_timeout
+        if not timeout:
+            return
+        limit = self.now() - timeout
+        for rec in [r for r in self.offers.values() if r.created <= limit]:
+            self.remove_offer(rec, rescind=True)
+
+    # ------------------------------------------------------------------ status updates
+    def master_status(
+        self, task: Task, state: str, reason: str, message: str, source: str = "SOURCE_MASTER"
+    ) -> dict[str, Any]:
+        return {
+            "task_id": vid(task.id),
+            "state": state,
+            "reason": reason,
+            "message": message,
+            "source": source,
+            "agent_id": vid(task.agent_id),
+            "timestamp": time.time(),
+        }
+
+    def apply_status(self, task: Task, status: dict[str, Any], *, forward: bool = True) -> None:
+        """Record a task's new status, free its resources when it ends, tell the framework."""
+        old = task.state
+        state = str(status.get("state", old))
+        task.state = state
+        task.latest_status = status
+        if state != old or not task.statuses:
+            task.statuses.append(status)
+            if state in (
+                "TASK_FINISHED",
+                "TASK_FAILED",
+                "TASK_KILLED",
+                "TASK_LOST",
+                "TASK_ERROR",
+            ) or state in ("TASK_DROPPED", "TASK_GONE", "TASK_UNREACHABLE"):
+                self.counters["tasks_" + state[5:].lower()] += 1
+        if (task.terminal or state == "TASK_UNREACHABLE") and not task.resources_recovered:
+            task.resources_recovered = True
+            agent = self.agents.get(task.agent_id)
+            if agent is not None and task.resources:
+                try:
+                    self.allocator.recover_resources(
+                        task.framework_id,
+                        task.agent_id,
+                        task.resources,
+                        role=task.role,
+                        now=self.now(),
+                        used=True,
+                    )
+                except (ValueError, KeyError):
+                    log.warning("could not recover resources of task %s", task.id, exc_info=True)
+                self.kick_allocation([agent.id])
+        fw = self.frameworks.get(task.framework_id)
+        if forward and fw is not None and fw.stream is not None:
+            fw.stream.send({"type": "UPDATE", "update": {"status": status}})
+            self.counters["status_updates_forwarded"] += 1
+        if task.terminal and "uuid" not in status:
+            # No acknowledgement will come for a master-generated update: done now.
+            self.complete_task(task)
+
+    def complete_task(self, task: Task) -> None:
+        fw = self.frameworks.get(task.framework_id)
+        if fw is not None and fw.tasks.get(task.id) is task:
+            del fw.tasks[task.id]
+            fw.completed_tasks.append(task)
+            del fw.completed_tasks[:-1000]
+        agent = self.agents.get(task.agent_id)
+        if agent is not None and agent.tasks.get((task.framework_id, task.id)) is task:
+            del agent.tasks[(task.framework_id, task.id)]
+
+    # ------------------------------------------------------------------ introspection
+    def offered_on(self, agent: Agent) -> Resources:
+        total = Resources()
+        for oid in agent.offers:
+            rec = self.offers.get(oid)
+            if rec is not None:
+                total = total + rec.resources
+        return total
+
+    def offered_to(self, fw: Framework) -> Resources:
+        total = Resources()
+        for oid in fw.offers:
+            rec = self.offers.get(oid)
+            if rec is not None:
+                total = total + rec.resources
+        return total
+
+    def all_tasks(self) -> list[Task]:
+        out: list[Task] = []
+        for fw in self.frameworks.values():
+            out.extend(fw.tasks.values())
+        return out
+
+    def version_json(self) -> dict[str, Any]:
+        return {
+            "version": MESOS_VERSION,
+            "build_date": "",
+            "build_time": 0,
+            "build_user": "paddock",
+            "git_sha": "",
+        }

@@ -1,0 +1,245 @@
+"""Leader election and registry-replica discovery through ZooKeeper (or keeper), as Mesos does.
+
+Each master creates an EPHEMERAL|SEQUENTIAL znode ``<path>/json.info_NNNNNNNNNN``
+holding its MasterInfo as JSON; the lowest sequence number leads. Clients (pymesos,
+agents) read the same children to find the leader, so nothing else but
+``log_replicas`` may live directly under ``<path>``.
+
+Registry replicas announce their consensus address as ephemeral children
+``<path>/log_replicas/replica_<id>`` (JSON ``{"id", "host", "port"}``); replica ids
+come from a persistent-sequential counter node under ``log_replicas`` and are kept
+in the master's work dir, so a restarted master keeps its id.
+
+kazoo runs its own threads; every callback is handed to the asyncio loop with
+``call_soon_threadsafe``. The session state matters for safety: on SUSPENDED the
+master stops acting at once (it may no longer be the leader), on LOST it is
+certainly not (its znode is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.protocol.states import KazooState
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "INFO_PREFIX",
+    "REPLICAS_NODE",
+    "ZkElection",
+    "ZkUrl",
+    "ip_to_uint32",
+    "leader_child",
+    "parse_zk_url",
+]
+
+INFO_PREFIX = "json.info_"
+REPLICAS_NODE = "log_replicas"
+
+
+@dataclass(frozen=True)
+class ZkUrl:
+    hosts: str
+    path: str
+
+
+def parse_zk_url(url: str) -> ZkUrl:
+    """``zk://h1:p,h2:p/mesos`` -> hosts ``h1:p,h2:p``, path ``/mesos``."""
+    if not url.startswith("zk://"):
+        raise ValueError(f"--zk must look like zk://host:port[,host:port...]/path, got {url!r}")
+    rest = url[len("zk://") :]
+    if "@" in rest.split("/", 1)[0]:
+        rest = rest.split("@", 1)[1]  # credentials are not supported; ignore them
+    hosts, sep, path = rest.partition("/")
+    if not hosts or not sep or not path.strip("/"):
+        raise ValueError(f"--zk must name hosts and a path (zk://host:port/mesos), got {url!r}")
+    for h in hosts.split(","):
+        parts = urlsplit("//" + h)
+        if not parts.hostname:
+            raise ValueError(f"bad ZooKeeper host {h!r} in {url!r}")
+        try:
+            _ = parts.port
+        except ValueError:
+            raise ValueError(f"bad ZooKeeper port in {h!r}") from None
+    return ZkUrl(hosts, "/" + path.strip("/"))
+
+
+def ip_to_uint32(ip: str) -> int:
+    """MasterInfo.ip: the IPv4 address as the uint32 whose memory is the network-order
+    bytes, read on a little-endian host (Mesos writes ``in_addr.s_addr``)."""
+    return int.from_bytes(socket.inet_aton(ip), "little")
+
+
+def leader_child(children: list[str]) -> str | None:
+    infos = [c for c in children if c.startswith(INFO_PREFIX)]
+    return min(infos) if infos else None
+
+
+class ZkElection:
+    """One master's contender + detector + replica registration.
+
+    Callbacks (always run on the asyncio loop):
+
+    * ``on_leader(info | None, is_me)`` when the leading znode (or its data) changes;
+    * ``on_session(state)`` with "CONNECTED", "SUSPENDED" or "LOST".
+    """
+
+    def __init__(
+        self,
+        url: ZkUrl,
+        master_info: dict[str, Any],
+        *,
+        session_timeout: float,
+        loop: asyncio.AbstractEventLoop,
+        on_leader: Callable[[dict[str, Any] | None, bool], None],
+        on_session: Callable[[str], None],
+    ) -> None:
+        self.url = url
+        self.master_info = master_info
+        self.loop = loop
+        self.on_leader = on_leader
+        self.on_session = on_session
+        self.zk = KazooClient(hosts=url.hosts, timeout=session_timeout)
+        self.zk.add_listener(self._listener)
+        self.my_node: str | None = None
+        self.leader_node: str | None = None
+        self.leader_info: dict[str, Any] | None = None
+        self.state = "CONNECTING"
+        self._replica: tuple[int, str, int] | None = None
+        self._stopped = False
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self, connect_timeout: float = 30.0) -> None:
+        await asyncio.to_thread(self.zk.start, connect_timeout)
+        self.state = "CONNECTED"
+        await asyncio.to_thread(self._setup_paths)
+
+    def _setup_paths(self) -> None:
+        self.zk.ensure_path(f"{self.url.path}/{REPLICAS_NODE}")
+
+    async def contend(self) -> None:
+        """Create our json.info znode and start watching the children."""
+        await asyncio.to_thread(self._create_info)
+        self.zk.ChildrenWatch(self.url.path, self._children_changed)
+
+    def _create_info(self) -> None:
+        data = json.dumps(self.master_info).encode()
+        created = self.zk.create(
+            f"{self.url.path}/{INFO_PREFIX}", data, ephemeral=True, sequence=True
+        )
+        self.my_node = created.rsplit("/", 1)[1]
+        log.info("contending for leadership as %s", self.my_node)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        try:
+            await asyncio.to_thread(self._close)
+        except Exception:
+            log.debug("closing the ZooKeeper session failed", exc_info=True)
+
+    def _close(self) -> None:
+        self.zk.stop()
+        self.zk.close()
+
+    # ---------------------------------------------------------------- replicas
+    async def allocate_replica_id(self) -> int:
+        def alloc() -> int:
+            node = self.zk.create(
+                f"{self.url.path}/{REPLICAS_NODE}/id_", b"", sequence=True, makepath=True
+            )
+            self.zk.delete(node)
+            return int(node.rsplit("_", 1)[1]) + 1
+
+        return await asyncio.to_thread(alloc)
+
+    async def register_replica(self, replica_id: int, host: str, port: int) -> None:
+        self._replica = (replica_id, host, port)
+        await asyncio.to_thread(self._create_replica)
+
+    def _create_replica(self) -> None:
+        if self._replica is None:
+            return
+        rid, host, port = self._replica
+        path = f"{self.url.path}/{REPLICAS_NODE}/replica_{rid}"
+        data = json.dumps({"id": rid, "host": host, "port": port}).encode()
+        try:
+            self.zk.create(path, data, ephemeral=True)
+        except NodeExistsError:
+            # Left by our previous session (not yet expired): replace it.
+            self.zk.delete(path)
+            self.zk.create(path, data, ephemeral=True)
+
+    async def replicas(self) -> dict[int, tuple[str, int]]:
+        def read() -> dict[int, tuple[str, int]]:
+            base = f"{self.url.path}/{REPLICAS_NODE}"
+            out: dict[int, tuple[str, int]] = {}
+            for child in self.zk.get_children(base):
+                if not child.startswith("replica_"):
+                    continue
+                try:
+                    data, _ = self.zk.get(f"{base}/{child}")
+                    obj = json.loads(data)
+                    out[int(obj["id"])] = (str(obj["host"]), int(obj["port"]))
+                except (NoNodeError, ValueError, KeyError, TypeError):
+                    continue
+            return out
+
+        return await asyncio.to_thread(read)
+
+    # ---------------------------------------------------------------- callbacks
+    def _listener(self, state: str) -> None:  # kazoo thread
+        name = {
+            KazooState.CONNECTED: "CONNECTED",
+            KazooState.SUSPENDED: "SUSPENDED",
+            KazooState.LOST: "LOST",
+        }.get(state, str(state))
+        self.state = name
+        if not self._stopped:
+            self.loop.call_soon_threadsafe(self.on_session, name)
+
+    def _children_changed(self, children: list[str]) -> bool:  # kazoo thread
+        if self._stopped:
+            return False
+        lowest = leader_child(children)
+        info: dict[str, Any] | None = None
+        if lowest is not None:
+            try:
+                data, _ = self.zk.get(f"{self.url.path}/{lowest}")
+                info = json.loads(data)
+            except NoNodeError:
+                return True  # changed again; the next call will see it
+            except ValueError:
+                log.warning("leader znode %s holds no JSON", lowest)
+        self.leader_node = lowest
+        self.leader_info = info
+        is_me = lowest is not None and lowest == self.my_node
+        self.loop.call_soon_threadsafe(self.on_leader, info, is_me)
+        return True
+
+    def is_leader(self) -> bool:
+        """Our znode is the lowest and our session is connected right now."""
+        return (
+            self.state == "CONNECTED"
+            and self.my_node is not None
+            and self.leader_node == self.my_node
+        )
+
+    async def recreate_after_loss(self) -> None:
+        """After LOST a new session starts without our ephemeral nodes: contend again."""
+        await asyncio.to_thread(self._recreate)
+
+    def _recreate(self) -> None:
+        self._create_replica()
+        self._create_info()
+        # Our previous ChildrenWatch keeps running in the new session; refresh now.
+        self._children_changed(self.zk.get_children(self.url.path))

@@ -1,0 +1,175 @@
+"""The v1 operator API (``POST /api/v1``) and the Prometheus rendering of the metrics."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from paddock.master.base import CallError
+from paddock.master.state import vid
+
+if TYPE_CHECKING:
+    from paddock.master.daemon import MasterDaemon
+
+
+def _ns(t: float) -> dict[str, int]:
+    return {"nanoseconds": int(t * 1e9)}
+
+
+def get_agents(daemon: MasterDaemon) -> dict[str, Any]:
+    m = daemon.master
+    agents = []
+    for a in m.agents.values():
+        agents.append(
+            {
+                "agent_info": a.to_v1_info(),
+                "active": a.connected and a.active,
+                "deactivated": not a.active,
+                "pid": a.pid(),
+                "version": a.version,
+                "registered_time": _ns(a.registered_time),
+                "total_resources": a.total.to_json(),
+                "allocated_resources": a.used().to_json(),
+                "offered_resources": m.offered_on(a).to_json(),
+            }
+        )
+    recovered = [
+        {"id": vid(aid), "hostname": info.get("hostname", ""), "port": info.get("port", 0)}
+        for aid, info in m.recovered_agents.items()
+    ]
+    return {"agents": agents, "recovered_agents": recovered}
+
+
+def get_frameworks(daemon: MasterDaemon) -> dict[str, Any]:
+    m = daemon.master
+
+    def one(f: Any) -> dict[str, Any]:
+        return {
+            "framework_info": f.info,
+            "active": f.active,
+            "connected": f.connected,
+            "recovered": False,
+            "registered_time": _ns(f.registered_time),
+            "offers": [],
+            "allocated_resources": [],
+            "offered_resources": m.offered_to(f).to_json(),
+        }
+
+    return {
+        "frameworks": [one(f) for f in m.frameworks.values()],
+        "completed_frameworks": [one(f) for f in m.completed_frameworks],
+    }
+
+
+def get_tasks(daemon: MasterDaemon) -> dict[str, Any]:
+    m = daemon.master
+    tasks, unreachable, completed = [], [], []
+    for f in m.frameworks.values():
+        for t in f.tasks.values():
+            if t.state == "TASK_UNREACHABLE":
+                unreachable.append(t.to_v1())
+            elif t.terminal:
+                completed.append(t.to_v1())
+            else:
+                tasks.append(t.to_v1())
+        completed.extend(t.to_v1() for t in f.completed_tasks[-100:])
+    return {
+        "tasks": tasks,
+        "pending_tasks": [],
+        "unreachable_tasks": unreachable,
+        "completed_tasks": completed,
+        "orphan_tasks": [],
+    }
+
+
+async def operator_call(daemon: MasterDaemon, call: dict[str, Any]) -> dict[str, Any]:
+    t = call.get("type")
+    m = daemon.master
+    if t == "GET_HEALTH":
+        return {"type": t, "get_health": {"healthy": True}}
+    if t == "GET_VERSION":
+        v = m.version_json()
+        return {"type": t, "get_version": {"version_info": v}}
+    if t == "GET_FLAGS":
+        flags = [{"name": k, "value": v} for k, v in m.flags_json().items()]
+        return {"type": t, "get_flags": {"flags": flags}}
+    if t == "GET_MASTER":
+        return {
+            "type": t,
+            "get_master": {
+                "master_info": m.master_info,
+                "start_time": m.start_time,
+                "elected_time": m.elected_time or 0,
+            },
+        }
+    if t == "GET_METRICS":
+        snap = m.metrics_snapshot(m.acting)
+        return {
+            "type": t,
+            "get_metrics": {"metrics": [{"name": k, "value": v} for k, v in snap.items()]},
+        }
+    if t == "GET_AGENTS":
+        return {"type": t, "get_agents": get_agents(daemon)}
+    if t == "GET_FRAMEWORKS":
+        return {"type": t, "get_frameworks": get_frameworks(daemon)}
+    if t == "GET_TASKS":
+        return {"type": t, "get_tasks": get_tasks(daemon)}
+    if t == "GET_EXECUTORS":
+        return {"type": t, "get_executors": {"executors": [], "orphan_executors": []}}
+    if t == "GET_ROLES":
+        roles = sorted({r for f in m.frameworks.values() for r in f.roles} | {"*"})
+        return {"type": t, "get_roles": {"roles": [{"name": r, "weight": 1.0} for r in roles]}}
+    if t == "GET_STATE":
+        return {
+            "type": t,
+            "get_state": {
+                "get_tasks": get_tasks(daemon),
+                "get_executors": {"executors": []},
+                "get_frameworks": get_frameworks(daemon),
+                "get_agents": get_agents(daemon),
+            },
+        }
+    if t == "MARK_AGENT_GONE":
+        body = call.get("mark_agent_gone") or {}
+        aid = (body.get("agent_id") or {}).get("value") if isinstance(body, dict) else None
+        if not isinstance(aid, str) or not aid:
+            raise CallError(400, "Expecting 'mark_agent_gone.agent_id'")
+        m.require_acting()
+        await m.mark_gone(aid)
+        return {}
+    if t == "TEARDOWN":
+        body = call.get("teardown") or {}
+        fid = (body.get("framework_id") or {}).get("value") if isinstance(body, dict) else None
+        fw = m.frameworks.get(fid) if isinstance(fid, str) else None
+        if fw is None:
+            raise CallError(400, f"No framework with id {fid!r}")
+        m.require_acting()
+        m.remove_framework(fw, "operator teardown")
+        return {}
+    raise CallError(400, f"Unsupported operator call {t!r}")
+
+
+_NAME_RE = re.compile(r"[^a-zA-Z0-9_]")
+
+
+class _SnapshotCollector:
+    def __init__(self, snapshot: dict[str, float]) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Any:
+        for key, value in sorted(self.snapshot.items()):
+            name = "mesos_" + _NAME_RE.sub("_", key)
+            yield GaugeMetricFamily(name, f"Mesos metric {key}", value=value)
+
+
+def prometheus_text(snapshot: dict[str, float]) -> tuple[bytes, str]:
+    reg = CollectorRegistry()
+    reg.register(_SnapshotCollector(snapshot))
+    return generate_latest(reg), CONTENT_TYPE_LATEST
+
+
+__all__ = ["operator_call", "prometheus_text"]

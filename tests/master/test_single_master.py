@@ -1,0 +1,214 @@
+"""One master (quorum 1) against real ZooKeeper: scheduler API, agent protocol, operator views."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from .clients import FakeAgent, Scheduler, await_until, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _zk(zk, path: str) -> str:
+    return f"zk://{zk.hosts}/{path}"
+
+
+async def test_subscribe_offer_launch_update_ack(zk, masters):
+    m = masters.start(_zk(zk, "single1"), 1, "m1", "--allocation-interval", "0.1s")
+    wait_until(lambda: (m.metrics() or {}).get("master/elected") == 1.0, 30, "elected")
+
+    agent = FakeAgent("host-a", "cpus:2;mem:1024")
+    sched = Scheduler("fw1")
+    try:
+        await agent.register(m.url)
+        ev = await sched.subscribe(m.url)
+        assert ev["subscribed"]["heartbeat_interval_seconds"] == 15
+        assert sched.stream_id
+        offers = (await sched.next("OFFERS"))["offers"]["offers"]
+        offer = offers[0]
+        assert offer["hostname"] == "host-a"
+        assert offer["agent_id"]["value"] == agent.agent_id
+        assert {"name": "rack", "type": "TEXT", "text": {"value": "r1"}} in offer["attributes"]
+        names = {r["name"]: r["scalar"]["value"] for r in offer["resources"]}
+        assert names == {"cpus": 2.0, "mem": 1024.0}
+
+        # Too big a task: TASK_ERROR, nothing reaches the agent.
+        assert await sched.launch(offer, "too-big", 3, 64) == 202
+        upd = await sched.next("UPDATE")
+        assert upd["update"]["status"]["state"] == "TASK_ERROR"
+        assert upd["update"]["status"]["task_id"]["value"] == "too-big"
+
+        offer = (await sched.next("OFFERS", timeout=10))["offers"]["offers"][0]
+        assert await sched.launch(offer, "t1", 1, 128) == 202
+        run = await agent.next("RUN_TASK")
+        assert run["run_task"]["task"]["task_id"]["value"] == "t1"
+        assert run["run_task"]["framework"]["id"]["value"] == sched.framework_id
+
+        code, uuid = await agent.update(sched.framework_id, "t1", "TASK_RUNNING")
+        assert code == 202
+        upd = await sched.next("UPDATE")
+        assert upd["update"]["status"]["state"] == "TASK_RUNNING"
+        assert upd["update"]["status"]["uuid"] == uuid
+        assert (
+            await sched.call(
+                "ACKNOWLEDGE",
+                agent_id={"value": agent.agent_id},
+                task_id={"value": "t1"},
+                uuid=uuid,
+            )
+            == 202
+        )
+        ack = await agent.next("ACKNOWLEDGE")
+        assert ack["acknowledge"]["uuid"] == uuid
+
+        async with httpx.AsyncClient() as c:
+            state = (await c.get(m.url + "/master/state")).json()
+            assert state["leader"] == f"master@127.0.0.1:{m.port}"
+            assert state["slaves"][0]["hostname"] == "host-a"
+            assert state["slaves"][0]["used_resources"]["cpus"] == 1.0
+            assert state["slaves"][0]["attributes"] == {"rack": "r1"}
+            fw = state["frameworks"][0]
+            assert fw["tasks"][0]["id"] == "t1" and fw["tasks"][0]["state"] == "TASK_RUNNING"
+            snap = (await c.get(m.url + "/metrics/snapshot")).json()
+            assert snap["master/tasks_running"] == 1
+            assert snap["master/agents_active"] == 1
+            assert snap["master/frameworks_active"] == 1
+            r = await c.post(m.url + "/api/v1", json={"type": "GET_TASKS"})
+            assert r.json()["get_tasks"]["tasks"][0]["task_id"]["value"] == "t1"
+            prom = (await c.get(m.url + "/metrics")).text
+            assert "mesos_master_tasks_running 1.0" in prom
+
+        # Explicit and implicit reconciliation.
+        await sched.call(
+            "RECONCILE", tasks=[{"task_id": {"value": "t1"}}, {"task_id": {"value": "nope"}}]
+        )
+        r1 = await sched.next("UPDATE")
+        r2 = await sched.next("UPDATE")
+        got = {r["update"]["status"]["task_id"]["value"]: r["update"]["status"] for r in (r1, r2)}
+        assert got["t1"]["state"] == "TASK_RUNNING" and "uuid" not in got["t1"]
+        assert got["t1"]["reason"] == "REASON_RECONCILIATION"
+        assert got["nope"]["state"] == "TASK_LOST"
+
+        # The task finishes: resources come back and are offered again.
+        await agent.update(sched.framework_id, "t1", "TASK_FINISHED")
+        upd = await sched.next(
+            "UPDATE", pred=lambda e: e["update"]["status"]["state"] == "TASK_FINISHED"
+        )
+        assert upd["update"]["status"]["task_id"]["value"] == "t1"
+        await sched.next(
+            "OFFERS",
+            pred=lambda e: any(
+                r["name"] == "cpus" and r["scalar"]["value"] == 2.0
+                for o in e["offers"]["offers"]
+                for r in o["resources"]
+            ),
+        )
+        async with httpx.AsyncClient() as c:
+            snap = (await c.get(m.url + "/metrics/snapshot")).json()
+        assert snap["master/tasks_finished"] == 1
+        assert snap["master/tasks_running"] == 0
+
+        # A bad stream id is refused; a non-POST is 405.
+        bad = await sched.client.post(
+            m.url + "/api/v1/scheduler",
+            json={"type": "REVIVE", "framework_id": {"value": sched.framework_id}},
+            headers={"Mesos-Stream-Id": "nope"},
+        )
+        assert bad.status_code == 400
+        assert (await sched.client.get(m.url + "/api/v1/scheduler")).status_code == 405
+        assert (
+            await sched.client.post(m.url + "/api/v1/scheduler", content=b"{not json")
+        ).status_code == 400
+    finally:
+        await sched.close()
+        await agent.close()
+
+
+async def test_decline_filter_suppress_revive_teardown(zk, masters):
+    m = masters.start(_zk(zk, "single2"), 1, "m1", "--allocation-interval", "0.1s")
+    agent = FakeAgent("host-b", "cpus:1;mem:512")
+    sched = Scheduler("fw2")
+    try:
+        await agent.register(m.url)
+        await sched.subscribe(m.url)
+        offer = (await sched.next("OFFERS"))["offers"]["offers"][0]
+        assert (
+            await sched.call("DECLINE", offer_ids=[offer["id"]], filters={"refuse_seconds": 60})
+            == 202
+        )
+        with pytest.raises(TimeoutError):
+            await sched.next("OFFERS", timeout=0.8)
+        assert await sched.call("REVIVE") == 202
+        offer = (await sched.next("OFFERS"))["offers"]["offers"][0]
+        assert await sched.call("SUPPRESS") == 202
+        assert (
+            await sched.call("DECLINE", offer_ids=[offer["id"]], filters={"refuse_seconds": 0})
+            == 202
+        )
+        with pytest.raises(TimeoutError):
+            await sched.next("OFFERS", timeout=0.8)
+        assert await sched.call("REVIVE") == 202
+        offer = (await sched.next("OFFERS"))["offers"]["offers"][0]
+        assert await sched.launch(offer, "t1", 0.5, 64) == 202
+        await agent.next("RUN_TASK")
+        await agent.update(sched.framework_id, "t1", "TASK_RUNNING")
+        assert await sched.call("KILL", task_id={"value": "t1"}) == 202
+        kill = await agent.next("KILL_TASK")
+        assert kill["kill_task"]["task_id"]["value"] == "t1"
+        assert await sched.call("TEARDOWN") == 202
+        shut = await agent.next("SHUTDOWN_FRAMEWORK")
+        assert shut["shutdown_framework"]["framework_id"]["value"] == sched.framework_id
+        await await_until(lambda: sched.closed.is_set(), 5, "stream closed after teardown")
+        async with httpx.AsyncClient() as c:
+            state = (await c.get(m.url + "/master/state")).json()
+        assert state["frameworks"] == []
+        assert state["completed_frameworks"][0]["id"] == sched.framework_id
+    finally:
+        await sched.close()
+        await agent.close()
+
+
+async def test_agent_health_unreachable_and_failover_timeout(zk, masters):
+    m = masters.start(
+        _zk(zk, "single3"), 1, "m1", "--allocation-interval", "0.1s",
+        "--agent-ping-timeout", "0.2s", "--max-agent-ping-timeouts", "3",
+    )  # fmt: skip
+    agent = FakeAgent("host-c", "cpus:1;mem:512")
+    pa = Scheduler("pa", capabilities=[{"type": "PARTITION_AWARE"}], failover_timeout=0.5)
+    try:
+        await agent.register(m.url)
+        await pa.subscribe(m.url)
+        offer = (await pa.next("OFFERS"))["offers"]["offers"][0]
+        await pa.launch(offer, "t1", 0.5, 64)
+        await agent.next("RUN_TASK")
+        await agent.update(pa.framework_id, "t1", "TASK_RUNNING")
+        await pa.next("UPDATE")
+        await agent.next("PING", timeout=5)
+        agent.ponging = False
+        upd = await pa.next(
+            "UPDATE", timeout=10, pred=lambda e: e["update"]["status"]["state"] != "TASK_RUNNING"
+        )
+        assert upd["update"]["status"]["state"] == "TASK_UNREACHABLE"
+        await pa.next("FAILURE")
+        async with httpx.AsyncClient() as c:
+            reg = (await c.get(m.url + "/registry")).json()
+            assert agent.agent_id in reg["unreachable"]
+            # The agent comes back (re-registers with its id and task): reachable again.
+            await agent.close()
+            agent2 = FakeAgent("host-c", "cpus:1;mem:512")
+            agent2.agent_id = agent.agent_id
+            agent2.tasks = agent.tasks
+            await agent2.register(m.url)
+            reg = (await c.get(m.url + "/registry")).json()
+            assert agent.agent_id in reg["admitted"]
+            state = (await c.get(m.url + "/master/state")).json()
+            assert state["frameworks"][0]["tasks"][0]["state"] == "TASK_RUNNING"
+            # The framework disconnects: after its failover timeout its tasks are killed.
+            await pa.close()
+            shut = await agent2.next("SHUTDOWN_FRAMEWORK", timeout=10)
+            assert shut["shutdown_framework"]["framework_id"]["value"] == pa.framework_id
+            await agent2.close()
+    finally:
+        await pa.close()
+        await agent.close()
