@@ -14,14 +14,16 @@ Differences from kazoo's own cluster, chosen for speed: ports are free ports
 rather than 20000+; ``terminate()`` (called by every test class's teardown)
 only brings stopped members back instead of wiping and restarting three JVMs
 (each test works under its own random chroot, so no state leaks between
-classes); the ensemble is really stopped at the end of the session. No TLS
-port is offered.
+classes); the ensemble is really stopped at the end of the session. TLS
+(for ZooKeeper only) uses PEM files made with openssl instead of Java key
+stores, so pyOpenSSL/pyjks are not needed.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import shutil
 import sys
 import types
 from collections.abc import Iterator
@@ -85,6 +87,9 @@ class AdapterServer:
 
     @property
     def secure_client_port(self) -> int:
+        ensemble = self._ensemble
+        if isinstance(ensemble, ZooKeeperEnsemble) and ensemble.tls:
+            return ensemble.secure_port(self.index)
         return self.client_port  # no TLS port: a TLS client here fails its handshake
 
     @property
@@ -137,6 +142,7 @@ class AdapterCluster:
                 f"localSessionsUpgradingEnabled={flag}",
             ],
             jvm_options=["-Dreadonlymode.enabled=true"],
+            tls=shutil.which("openssl") is not None,
         )
 
     def __getitem__(self, k: int) -> AdapterServer:
@@ -178,7 +184,15 @@ class AdapterCluster:
         return logs
 
     def get_ssl_client_configuration(self) -> dict[str, bytes]:
-        raise NotImplementedError("the paddock adapter offers no TLS client port")
+        ensemble = self.ensemble
+        if not (isinstance(ensemble, ZooKeeperEnsemble) and ensemble.tls):
+            raise NotImplementedError(f"no TLS client port on {self.target}")
+        files = ensemble.tls_files
+        return {
+            "client_key": files["client_key"].read_bytes(),
+            "client_cert": files["client_cert"].read_bytes(),
+            "ca_cert": files["ca_cert"].read_bytes(),
+        }
 
 
 _CLUSTER: AdapterCluster | None = None

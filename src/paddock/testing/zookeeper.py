@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from paddock.testing.ensemble import HOST, Ensemble, Member
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 SLF4J_SIMPLE_JAR = Path("/usr/share/java/slf4j-simple.jar")
+# Debian's zookeeper.jar manifest omits what Netty's TLS handler needs.
+NETTY_EXTRA_JARS = (
+    Path("/usr/share/java/netty-codec.jar"),
+    Path("/usr/share/java/netty-resolver.jar"),
+)
 ZKCLI = Path("/usr/share/zookeeper/bin/zkCli.sh")
 CLI_MT = Path("/usr/lib/zookeeper/bin/cli_mt")
 
@@ -37,11 +43,52 @@ def super_digest_property(super_digest: str) -> str:
     return f"-Dzookeeper.DigestAuthenticationProvider.superDigest={super_digest}"
 
 
+def make_tls_files(directory: Path) -> dict[str, Path]:
+    """A throw-away CA, a server key+cert and a client key+cert (PEM), via openssl."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = {
+        "ca_key": directory / "ca-key.pem",
+        "ca_cert": directory / "ca.pem",
+        "server_key": directory / "server-key.pem",
+        "server_cert": directory / "server-cert.pem",
+        "server_pem": directory / "server.pem",
+        "client_key": directory / "client-key.pem",
+        "client_cert": directory / "client-cert.pem",
+    }
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=paddock-ca",
+        "-keyout", str(files["ca_key"]), "-out", str(files["ca_cert"]),
+    )  # fmt: skip
+    for who, cn in (("server", "localhost"), ("client", "client")):
+        csr = directory / f"{who}.csr"
+        openssl(
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+            "-keyout", str(files[f"{who}_key"]), "-out", str(csr),
+        )  # fmt: skip
+        openssl(
+            "x509", "-req", "-in", str(csr), "-CA", str(files["ca_cert"]),
+            "-CAkey", str(files["ca_key"]), "-CAcreateserial", "-days", "2",
+            "-out", str(files[f"{who}_cert"]),
+        )  # fmt: skip
+    files["server_pem"].write_bytes(
+        files["server_key"].read_bytes() + files["server_cert"].read_bytes()
+    )
+    return files
+
+
 class ZooKeeperEnsemble(Ensemble):
-    """``size`` Apache ZooKeeper servers on loopback (size 1 = standalone mode)."""
+    """``size`` Apache ZooKeeper servers on loopback (size 1 = standalone mode).
+
+    With ``tls=True`` each server also has a TLS client port (``secure_port(i)``)
+    that requires a client certificate signed by ``tls_files["ca_cert"]``.
+    """
 
     kind = "zookeeper"
-    ports_per_member = 3  # client, quorum, election
+    ports_per_member = 3  # client, quorum, election (+ secure client with tls)
 
     def __init__(
         self,
@@ -58,8 +105,13 @@ class ZooKeeperEnsemble(Ensemble):
         log_level: str = "info",
         base_dir: str | Path | None = None,
         ready_timeout: float = 90.0,
+        tls: bool = False,
     ) -> None:
+        self.tls = tls
+        if tls:
+            self.ports_per_member = 4
         super().__init__(size=size, base_dir=base_dir, ready_timeout=ready_timeout)
+        self.tls_files = make_tls_files(self.directory / "tls") if tls else {}
         self.tick_ms = tick_ms
         self.init_limit = init_limit
         self.sync_limit = sync_limit
@@ -69,6 +121,12 @@ class ZooKeeperEnsemble(Ensemble):
         self.fast_start = fast_start
         self.heap = heap
         self.log_level = log_level
+
+    def secure_port(self, i: int) -> int:
+        """The TLS client port of member ``i`` (only with ``tls=True``)."""
+        if not self.tls:
+            raise ValueError("this ensemble was started without tls=True")
+        return self.members[i].peer_ports[2]
 
     def config_path(self, member: Member) -> Path:
         return member.directory / "zoo.cfg"
@@ -88,9 +146,19 @@ class ZooKeeperEnsemble(Ensemble):
             "4lw.commands.whitelist=*",
             "maxClientCnxns=0",
         ]
+        if self.tls:
+            lines += [
+                f"secureClientPort={self.secure_port(member.index)}",
+                f"secureClientPortAddress={HOST}",
+                "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+                f"ssl.keyStore.location={self.tls_files['server_pem']}",
+                "ssl.keyStore.type=PEM",
+                f"ssl.trustStore.location={self.tls_files['ca_cert']}",
+                "ssl.trustStore.type=PEM",
+            ]
         if self.size > 1:
             for peer in self.members:
-                quorum, election = peer.peer_ports
+                quorum, election = peer.peer_ports[:2]
                 lines.append(f"server.{peer.server_id}={HOST}:{quorum}:{election}")
         lines.extend(self.extra_config)
         self.config_path(member).write_text("\n".join(lines) + "\n")
@@ -99,6 +167,8 @@ class ZooKeeperEnsemble(Ensemble):
         classpath = [str(ZOOKEEPER_JAR)]
         if SLF4J_SIMPLE_JAR.exists():
             classpath.append(str(SLF4J_SIMPLE_JAR))
+        if self.tls:
+            classpath += [str(jar) for jar in NETTY_EXTRA_JARS if jar.exists()]
         argv = [
             shutil.which("java") or "java",
             f"-Xmx{self.heap}",
