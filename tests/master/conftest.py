@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +21,12 @@ from .clients import MasterProcess
 KINDS = tuple(k for k in os.environ.get("PADDOCK_COMPAT_KINDS", "zookeeper,keeper").split(",") if k)
 
 
-def start_or_skip(kind: str, size: int) -> Ensemble:
+def start_or_skip(kind: str, size: int, **options: object) -> Ensemble:
     reason = zookeeper_unavailable_reason() if kind == "zookeeper" else keeper_unavailable_reason()
     if reason is not None:
         pytest.skip(f"{kind}: {reason}")
     try:
-        return zk_ensemble(kind, size)
+        return zk_ensemble(kind, size, **options)
     except KeeperUnavailable as exc:
         pytest.skip(f"keeper: {exc}")
 
@@ -46,6 +46,7 @@ class Masters:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.all: list[MasterProcess] = []
+        self.cleanups: list[Callable[[], None]] = []
 
     def start(self, zk: str, quorum: int, name: str, *extra: str) -> MasterProcess:
         m = MasterProcess(zk, quorum, self.tmp_path / name, *extra)
@@ -55,6 +56,8 @@ class Masters:
     def stop(self) -> None:
         for m in self.all:
             m.kill()
+        for fn in self.cleanups:
+            fn()
 
 
 @pytest.fixture

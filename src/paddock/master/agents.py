@@ -128,8 +128,9 @@ class AgentMixin(MasterBase):
                 finfo = dict(fw_infos.get(fid) or {"id": vid(fid), "name": "", "user": ""})
                 fw = Framework(fid, finfo, framework_roles(finfo))
                 self.frameworks[fid] = fw
+                # Recovered from an agent after a failover: as Mesos, it waits for the
+                # framework to re-subscribe (no failover timer until it has connected).
                 self.allocator.add_framework(fid, fw.roles, active=False)
-                self.start_failover_timer(fw)
             state = str(t.get("state", "TASK_RUNNING"))
             task = fw.tasks.get(tid)
             if task is None or task.agent_id != agent.id:

@@ -1,0 +1,153 @@
+"""Three masters (quorum 2) against real ZooKeeper and keeper: one leader, redirects,
+leader failover after kill -9, and no work without a quorum of masters."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import httpx
+import pytest
+from kazoo.client import KazooClient
+
+from .clients import FakeAgent, Scheduler, await_until, elected, wait_until
+from .conftest import KINDS, start_or_skip
+
+pytestmark = pytest.mark.timeout(150)
+
+FAST = ("--allocation-interval", "0.1s", "--zk-session-timeout", "2s")
+
+
+@pytest.fixture(params=KINDS)
+def ensemble(request):
+    # tickTime 500 ms lets a 2 s session timeout stand (ZooKeeper allows 2-20 ticks).
+    e = start_or_skip(request.param, 1, tick_ms=500)
+    yield e
+    e.stop()
+
+
+def _start3(masters, zk_url, *extra):
+    return [masters.start(zk_url, 2, f"m{i}", *FAST, *extra) for i in range(3)]
+
+
+async def test_one_leader_lowest_znode_redirects_and_failover(ensemble, masters):
+    zk_url = f"zk://{ensemble.hosts}/mesos"
+    ms = _start3(masters, zk_url)
+    leader = wait_until(lambda: elected(ms), 60, "a leader")
+    assert len(leader) == 1
+    leader = leader[0]
+
+    zk = KazooClient(hosts=ensemble.hosts)
+    zk.start()
+    try:
+        children = zk.get_children("/mesos")
+        infos = sorted(c for c in children if c.startswith("json.info_"))
+        assert set(children) == {*infos, "log_replicas"}
+        assert len(infos) == 3
+        data = json.loads(zk.get(f"/mesos/{infos[0]}")[0])
+        assert data["address"] == {"hostname": "127.0.0.1", "ip": "127.0.0.1", "port": leader.port}
+        assert data["ip"] == 16777343  # 127.0.0.1, network byte order as a uint32
+        assert data["pid"] == f"master@127.0.0.1:{leader.port}"
+        replicas = zk.get_children("/mesos/log_replicas")
+        assert len([r for r in replicas if r.startswith("replica_")]) == 3
+    finally:
+        zk.stop()
+        zk.close()
+
+    async with httpx.AsyncClient() as c:
+        for m in ms:
+            if m is leader:
+                continue
+            r = await c.post(m.url + "/api/v1/scheduler", json={"type": "SUBSCRIBE"})
+            assert r.status_code == 307
+            assert r.headers["location"] == f"//127.0.0.1:{leader.port}/api/v1/scheduler"
+            r = await c.get(m.url + "/master/redirect")
+            assert r.status_code == 307
+            assert r.headers["location"] == f"//127.0.0.1:{leader.port}"
+            st = (await c.get(m.url + "/master/state")).json()
+            assert st["leader"] == f"master@127.0.0.1:{leader.port}"
+
+    agent = FakeAgent("host-a", "cpus:2;mem:1024")
+    sched = Scheduler("fw", failover_timeout=60)
+    try:
+        await agent.register(ms[0].url)  # follows the redirect
+        await sched.subscribe(ms[1].url)
+        offer = (await sched.next("OFFERS"))["offers"]["offers"][0]
+        await sched.launch(offer, "t1", 1, 64)
+        await agent.next("RUN_TASK")
+        await agent.update(sched.framework_id, "t1", "TASK_RUNNING")
+        await sched.next("UPDATE")
+
+        # kill -9 the leader: another master leads; the agent and framework come back.
+        t0 = time.monotonic()
+        leader.kill(signal.SIGKILL)
+        others = [m for m in ms if m is not leader]
+        new = wait_until(lambda: elected(others), 30, "a new leader")[0]
+        t_elected = time.monotonic() - t0
+        await await_until(
+            lambda: agent.closed.is_set() and sched.closed.is_set(), 10, "streams end"
+        )
+        agent.events.clear()
+        agent._consumed.clear()
+        sched.events.clear()
+        sched._consumed.clear()
+        await agent.register(others[0].url)
+        await sched.subscribe(others[1].url)
+        offer = (await sched.next("OFFERS"))["offers"]["offers"][0]
+        t_offer = time.monotonic() - t0
+        print(f"failover: elected after {t_elected:.2f}s, first offer after {t_offer:.2f}s")
+        assert t_offer < 15
+        # The registry survived: the agent kept its id; the task is known again.
+        assert offer["agent_id"]["value"] == agent.agent_id
+        async with httpx.AsyncClient() as c:
+            st = (await c.get(new.url + "/master/state")).json()
+            reg = (await c.get(new.url + "/registry")).json()
+        assert st["frameworks"][0]["id"] == sched.framework_id
+        assert st["frameworks"][0]["tasks"][0]["state"] == "TASK_RUNNING"
+        assert agent.agent_id in reg["admitted"]
+        names = {r["name"]: r["scalar"]["value"] for r in offer["resources"]}
+        assert names["cpus"] == 1.0  # the running task still holds one cpu
+    finally:
+        await sched.close()
+        await agent.close()
+
+
+async def test_minority_does_no_work_then_recovers(masters):
+    zk_single = start_or_skip("zookeeper", 1, tick_ms=500)
+    masters.cleanups.append(zk_single.stop)
+    zk_url = f"zk://{zk_single.hosts}/minority"
+    ms = _start3(masters, zk_url, "--zk-session-timeout", "2s")
+    leader = wait_until(lambda: elected(ms), 60, "a leader")[0]
+    others = [m for m in ms if m is not leader]
+    for m in others:
+        m.kill(signal.SIGKILL)
+    # Without a quorum of masters the leader stops (it cannot write the registry).
+    wait_until(lambda: (leader.metrics() or {}).get("master/elected") == 0.0, 10, "leader stops")
+    agent = FakeAgent("host-m", "cpus:1;mem:256")
+    sched = Scheduler("fw-m")
+    try:
+        async with httpx.AsyncClient() as c:
+            r = await c.post(
+                leader.url + "/paddock/v1/agent",
+                json={"type": "REGISTER", "register": {"agent_info": {"hostname": "x"}}},
+            )
+            assert r.status_code == 503
+            r = await c.post(
+                leader.url + "/api/v1/scheduler",
+                json={
+                    "type": "SUBSCRIBE",
+                    "subscribe": {"framework_info": {"user": "u", "name": "n"}},
+                },
+            )
+            assert r.status_code == 503
+        # One master comes back (same work dir and ports): quorum, and work resumes.
+        others[0].start()
+        await agent.register(leader.url, deadline=30)
+        await sched.subscribe(leader.url, deadline=30)
+        offer = (await sched.next("OFFERS"))["offers"]["offers"][0]
+        assert offer["agent_id"]["value"] == agent.agent_id
+        assert elected(ms) == [leader]
+    finally:
+        await sched.close()
+        await agent.close()
