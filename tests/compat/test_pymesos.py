@@ -26,7 +26,6 @@ import pytest
 pymesos = pytest.importorskip("pymesos", reason="pymesos 0.3.15 not installed (see docstring)")
 
 from master.clients import FakeAgent, MasterProcess, elected, wait_until  # noqa: E402
-
 from paddock.testing import zk_ensemble, zookeeper_unavailable_reason  # noqa: E402
 
 pytestmark = pytest.mark.timeout(150)
@@ -66,7 +65,7 @@ class AutoAgent:
                     try:
                         await agent.register(url, deadline=3)
                         break
-                    except Exception:  # noqa: BLE001 - try the next master
+                    except Exception:
                         continue
                 else:
                     await asyncio.sleep(0.2)
@@ -112,7 +111,7 @@ class RecordingScheduler(pymesos.Scheduler):
     def reregistered(self, driver: Any, master_info: Any) -> None:
         self.registered_count += 1
 
-    def resourceOffers(self, driver: Any, offers: list[Any]) -> None:  # noqa: N802
+    def resourceOffers(self, driver: Any, offers: list[Any]) -> None:
         self.offer_times.append(time.monotonic())
         for offer in offers:
             with self.lock:
@@ -132,7 +131,7 @@ class RecordingScheduler(pymesos.Scheduler):
             }
             driver.launchTasks(offer["id"], [task], {"refuse_seconds": 0.2})
 
-    def statusUpdate(self, driver: Any, update: Any) -> None:  # noqa: N802
+    def statusUpdate(self, driver: Any, update: Any) -> None:
         with self.lock:
             self.states.setdefault(update["task_id"]["value"], []).append(update["state"])
 
@@ -148,9 +147,7 @@ def test_pymesos_subscribe_launch_and_survive_leader_kill(tmp_path: Path) -> Non
     try:
         zk_url = f"zk://{ensemble.hosts}/mesos"
         fast = ("--allocation-interval", "0.2s", "--zk-session-timeout", "2s")
-        masters = [
-            MasterProcess(zk_url, 2, tmp_path / f"m{i}", *fast).start() for i in range(3)
-        ]
+        masters = [MasterProcess(zk_url, 2, tmp_path / f"m{i}", *fast).start() for i in range(3)]
         leader = wait_until(lambda: elected(masters), 60, "a leader")[0]
         agent = AutoAgent([m.url for m in masters]).start()
 
