@@ -82,3 +82,27 @@ def test_unknown_kind_is_refused():
 
     with pytest.raises(ValueError, match="unknown ensemble kind"):
         zk_ensemble("etcd", 1)
+
+
+def test_first_start_retries_on_a_port_taken_meanwhile(kind):
+    import socket
+
+    from .conftest import unavailable_reason
+
+    reason = unavailable_reason(kind)
+    if reason is not None:
+        pytest.skip(f"{kind}: {reason}")
+    from paddock.testing import KeeperEnsemble, ZooKeeperEnsemble
+
+    ensemble = ZooKeeperEnsemble(1) if kind == "zookeeper" else KeeperEnsemble(1)
+    squatter = socket.socket()
+    try:
+        squatter.bind(("127.0.0.1", ensemble.members[0].client_port))
+        squatter.listen()
+        taken = ensemble.members[0].client_port
+        ensemble.start()
+        assert ensemble.members[0].client_port != taken
+        assert ensemble.mode(0) == "standalone"
+    finally:
+        squatter.close()
+        ensemble.stop()

@@ -77,23 +77,28 @@ class Ensemble(ABC):
     def __init__(
         self, size: int = 1, base_dir: str | Path | None = None, ready_timeout: float = 60.0
     ) -> None:
-        from paddock.testing.ports import free_ports
-
         if size < 1:
             raise ValueError("an ensemble needs at least one member")
         self.size = size
         self.ready_timeout = ready_timeout
         self._own_dir = base_dir is None
         self.directory = Path(base_dir or tempfile.mkdtemp(prefix=f"paddock-{self.kind}-"))
-        ports = free_ports(self.ports_per_member * size)
         self.members: list[Member] = []
         for i in range(size):
-            mine = ports[i * self.ports_per_member : (i + 1) * self.ports_per_member]
             directory = self.directory / f"server{i + 1}"
             directory.mkdir(parents=True, exist_ok=True)
-            self.members.append(Member(i, i + 1, mine[0], tuple(mine[1:]), directory))
+            self.members.append(Member(i, i + 1, 0, (), directory))
+        self._assign_ports()
         self._stopped = False
         _live.add(self)
+
+    def _assign_ports(self) -> None:
+        from paddock.testing.ports import free_ports
+
+        ports = free_ports(self.ports_per_member * self.size)
+        for i, member in enumerate(self.members):
+            mine = ports[i * self.ports_per_member : (i + 1) * self.ports_per_member]
+            member.client_port, member.peer_ports = mine[0], tuple(mine[1:])
 
     # -- what a subclass provides -------------------------------------------------
     @abstractmethod
@@ -120,12 +125,33 @@ class Ensemble(ABC):
         return self.members[i].address
 
     # -- life cycle --------------------------------------------------------------
-    def start(self) -> Self:
-        """Launch every member (highest id first) and wait until all serve."""
-        for member in reversed(self.members):
-            self._launch(member)
-        self.wait_ready()
-        return self
+    def start(self, attempts: int = 3) -> Self:
+        """Launch every member (highest id first) and wait until all serve.
+
+        Free ports are only free when probed: if another process on the machine
+        takes one first (a server logs "Address already in use"), the first
+        start is retried on fresh ports.
+        """
+        for attempt in range(attempts):
+            try:
+                for member in reversed(self.members):
+                    self._launch(member)
+                self.wait_ready()
+                return self
+            except EnsembleError as exc:
+                first_start = all(m.starts == 1 for m in self.members)
+                if not (first_start and attempt + 1 < attempts and self._bind_failed(exc)):
+                    raise
+                for member in self.members:
+                    self.kill(member.index, signal.SIGKILL)
+                    member.starts = 0
+                    member.log_path.unlink(missing_ok=True)
+                self._assign_ports()
+        raise AssertionError("unreachable")
+
+    def _bind_failed(self, exc: EnsembleError) -> bool:
+        texts = [str(exc)] + [self.log_tail(m.index, 200) for m in self.members]
+        return any("address already in use" in t.lower() for t in texts)
 
     def _launch(self, member: Member) -> None:
         if member.running:
