@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
-from .clients import FakeAgent, Scheduler, await_until, wait_until
+from .clients import FakeAgent, HttpStatusError, Scheduler, await_until, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -211,4 +213,84 @@ async def test_agent_health_unreachable_and_failover_timeout(zk, masters):
             await agent2.close()
     finally:
         await pa.close()
+        await agent.close()
+
+
+async def test_authentication_and_operator_api(zk, masters, tmp_path):
+    creds = tmp_path / "creds.json"
+    pairs = [{"principal": "fw", "secret": "s1"}, {"principal": "ag", "secret": "s2"}]
+    creds.write_text(json.dumps({"credentials": pairs}))
+    m = masters.start(
+        _zk(zk, "auth"), 1, "m1", "--allocation-interval", "0.1s", "--credentials", str(creds)
+    )
+    agent = FakeAgent("host-d", "cpus:1;mem:512")
+    sched = Scheduler("fw-auth")
+    try:
+        with pytest.raises(HttpStatusError) as err:
+            await agent.register(m.url)
+        assert err.value.status == 401 and "authentication required" in err.value.text.lower()
+        await agent.close()
+        agent = FakeAgent("host-d", "cpus:1;mem:512")
+        agent.credential = {"principal": "ag", "secret": "wrong"}
+        with pytest.raises(HttpStatusError) as err:
+            await agent.register(m.url)
+        assert err.value.status == 401
+        await agent.close()
+        agent = FakeAgent("host-d", "cpus:1;mem:512")
+        agent.credential = {"principal": "ag", "secret": "s2"}
+        await agent.register(m.url)
+
+        with pytest.raises(HttpStatusError) as err:
+            await sched.subscribe(m.url)
+        assert err.value.status == 401
+        await sched.close()
+        sched = Scheduler("fw-auth")
+        sched.auth = ("fw", "bad")
+        with pytest.raises(HttpStatusError) as err:
+            await sched.subscribe(m.url)
+        assert err.value.status == 401 and "fw" in err.value.text
+        await sched.close()
+        sched = Scheduler("fw-auth")
+        sched.auth = ("fw", "s1")
+        await sched.subscribe(m.url)
+        await sched.next("OFFERS")
+
+        async with httpx.AsyncClient() as c:
+            for path in ("/api/v1", "/api/v1/operator", "/master/api/v1"):
+                r = await c.post(m.url + path, json={"type": "GET_HEALTH"})
+                assert r.json() == {"type": "GET_HEALTH", "get_health": {"healthy": True}}
+            r = await c.post(m.url + "/api/v1", json={"type": "GET_VERSION"})
+            assert r.json()["get_version"]["version_info"]["version"] == "1.11.0"
+            r = await c.post(m.url + "/api/v1", json={"type": "GET_MASTER"})
+            assert r.json()["get_master"]["master_info"]["port"] == m.port
+            r = await c.post(m.url + "/api/v1", json={"type": "GET_AGENTS"})
+            agents = r.json()["get_agents"]["agents"]
+            assert agents[0]["agent_info"]["hostname"] == "host-d"
+            r = await c.post(m.url + "/api/v1", json={"type": "GET_FRAMEWORKS"})
+            fws = r.json()["get_frameworks"]["frameworks"]
+            assert fws[0]["framework_info"]["principal"] == "fw"
+            r = await c.post(m.url + "/api/v1", json={"type": "GET_STATE"})
+            st = r.json()["get_state"]
+            assert set(st) >= {"get_tasks", "get_frameworks", "get_agents", "get_executors"}
+            r = await c.post(m.url + "/api/v1", json={"type": "NOPE"})
+            assert r.status_code == 400
+            summary = (await c.get(m.url + "/master/state-summary")).json()
+            assert summary["slaves"][0]["hostname"] == "host-d"
+            assert (await c.get(m.url + "/master/health")).status_code == 200
+            r = await c.get(m.url + "/master/redirect")
+            assert r.status_code == 307 and r.headers["location"] == f"//127.0.0.1:{m.port}"
+            # Marking the agent gone: it is told, and may not come back.
+            r = await c.post(
+                m.url + "/api/v1",
+                json={
+                    "type": "MARK_AGENT_GONE",
+                    "mark_agent_gone": {"agent_id": {"value": agent.agent_id}},
+                },
+            )
+            assert r.status_code == 200
+            await agent.next("ERROR")
+            reg = (await c.get(m.url + "/registry")).json()
+            assert agent.agent_id in reg["gone"]
+    finally:
+        await sched.close()
         await agent.close()
