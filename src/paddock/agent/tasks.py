@@ -1,0 +1,248 @@
+"""Running one task as a real process (what Mesos's command executor does).
+
+A task's command runs through ``/bin/sh -c`` (``command.shell`` true, the default) or
+directly as ``value`` with ``arguments`` as its argv (shell false), in its own session
+and process group, with the sandbox as working directory and ``stdout``/``stderr`` files
+there.  Killing sends SIGTERM to the process group, waits the grace period, then
+SIGKILLs the group; when the command itself exits, whatever it left in its process
+group (and cgroup) is killed too, so a finished task leaves nothing behind.
+
+The environment follows Mesos and Marathon: ``MESOS_TASK_ID``, ``MESOS_SANDBOX``,
+``MESOS_DIRECTORY``, ``MESOS_FRAMEWORK_ID``, ``MESOS_EXECUTOR_ID``, ``MESOS_AGENT_ID``,
+``MESOS_AGENT_ENDPOINT``, ``HOST``, ``PORT0..n``, ``PORTS`` (comma-separated), ``PORT``
+(= ``PORT0``) from the task's ``ports`` resources, then ``command.environment``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paddock.agent.cgroups import TaskCgroup, join_cgroups_in_child
+
+__all__ = [
+    "CommandSpec",
+    "ExitOutcome",
+    "LaunchError",
+    "TaskProcess",
+    "command_spec",
+    "describe_exit",
+    "task_environment",
+    "task_ports",
+]
+
+
+class LaunchError(RuntimeError):
+    """The command could not be started (bad TaskInfo, missing executable, ...)."""
+
+
+def task_ports(task_info: Mapping[str, Any]) -> list[int]:
+    """The ports assigned to the task, in the order its ``ports`` resources list them."""
+    out: list[int] = []
+    for res in task_info.get("resources") or []:
+        if not isinstance(res, dict) or res.get("name") != "ports":
+            continue
+        for r in (res.get("ranges") or {}).get("range") or []:
+            try:
+                begin, end = int(r["begin"]), int(r["end"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            out.extend(range(begin, end + 1))
+    return out
+
+
+def task_scalar(task_info: Mapping[str, Any], name: str) -> float:
+    total = 0.0
+    for res in task_info.get("resources") or []:
+        if isinstance(res, dict) and res.get("name") == name:
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                total += float(res["scalar"]["value"])
+    return total
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """What to exec: ``argv`` with ``executable`` (None: ``argv[0]`` via PATH)."""
+
+    argv: list[str]
+    executable: str | None = None
+    shell: bool = True
+
+
+def command_spec(task_info: Mapping[str, Any]) -> CommandSpec:
+    command = task_info.get("command")
+    if not isinstance(command, dict):
+        if "executor" in task_info:
+            raise LaunchError("custom executors are not supported; give the task a command")
+        raise LaunchError("the task has no command")
+    shell = command.get("shell", True)
+    value = command.get("value")
+    if shell:
+        if not isinstance(value, str) or not value.strip():
+            raise LaunchError("command.value is required for a shell command")
+        return CommandSpec(["/bin/sh", "-c", value], None, True)
+    args = command.get("arguments") or []
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise LaunchError("command.arguments must be a list of strings")
+    if not isinstance(value, str) or not value:
+        raise LaunchError("command.value (the executable) is required when shell is false")
+    # Mesos: ``arguments`` is the whole argv (argv[0] included); ``value`` is what is run.
+    return CommandSpec(list(args) or [value], value, False)
+
+
+def task_environment(
+    *,
+    task_info: Mapping[str, Any],
+    framework_id: str,
+    agent_id: str,
+    sandbox: Path,
+    agent_endpoint: str,
+    hostname: str,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    task_id = str(task_info["task_id"]["value"])
+    env.update(
+        {
+            "MESOS_TASK_ID": task_id,
+            "MESOS_EXECUTOR_ID": task_id,
+            "MESOS_FRAMEWORK_ID": framework_id,
+            "MESOS_AGENT_ID": agent_id,
+            "MESOS_SLAVE_ID": agent_id,
+            "MESOS_SANDBOX": str(sandbox),
+            "MESOS_DIRECTORY": str(sandbox),
+            "MESOS_AGENT_ENDPOINT": agent_endpoint,
+            "MESOS_SLAVE_PID": f"slave(1)@{agent_endpoint}",
+            "HOST": hostname,
+        }
+    )
+    ports = task_ports(task_info)
+    for i, port in enumerate(ports):
+        env[f"PORT{i}"] = str(port)
+    if ports:
+        env["PORT"] = str(ports[0])
+        env["PORTS"] = ",".join(str(p) for p in ports)
+    command = task_info.get("command")
+    if isinstance(command, dict):
+        variables = (command.get("environment") or {}).get("variables") or []
+        for var in variables:
+            if isinstance(var, dict) and isinstance(var.get("name"), str):
+                value = var.get("value")
+                if isinstance(value, str):
+                    env[var["name"]] = value
+    return env
+
+
+@dataclass
+class ExitOutcome:
+    """How a task ended, as a TaskStatus would say it."""
+
+    state: str
+    message: str
+    reason: str | None = None
+    exit_code: int | None = None
+
+
+def describe_exit(returncode: int, *, killed: bool, oom: bool = False) -> ExitOutcome:
+    if oom:
+        return ExitOutcome(
+            "TASK_FAILED",
+            "Memory limit exceeded: the task was killed by the OOM killer",
+            "REASON_CONTAINER_LIMITATION_MEMORY",
+            returncode,
+        )
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        msg = f"Command terminated with signal {name}"
+    else:
+        msg = f"Command exited with status {returncode}"
+    if killed:
+        return ExitOutcome("TASK_KILLED", msg, None, returncode)
+    if returncode == 0:
+        return ExitOutcome("TASK_FINISHED", msg, None, 0)
+    return ExitOutcome("TASK_FAILED", msg, None, returncode)
+
+
+@dataclass
+class TaskProcess:
+    """One running command. ``start`` then ``wait``; ``kill`` from anywhere."""
+
+    spec: CommandSpec
+    sandbox: Path
+    env: dict[str, str]
+    cgroup: TaskCgroup | None = None
+    process: asyncio.subprocess.Process | None = None
+    kill_requested: bool = False
+    returncode: int | None = None
+    _exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    async def start(self) -> None:
+        self.sandbox.mkdir(parents=True, exist_ok=True)
+        out = open(self.sandbox / "stdout", "ab")  # noqa: SIM115 - handed to the child
+        err = open(self.sandbox / "stderr", "ab")  # noqa: SIM115
+        procs = self.cgroup.procs_files() if self.cgroup else []
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.spec.argv,
+                executable=self.spec.executable,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=str(self.sandbox),
+                env=self.env,
+                start_new_session=True,
+                preexec_fn=(lambda: join_cgroups_in_child(procs)) if procs else None,
+            )
+        except OSError as exc:
+            raise LaunchError(f"Failed to launch {self.spec.argv[0]!r}: {exc.strerror}") from None
+        finally:
+            out.close()
+            err.close()
+
+    async def wait(self) -> int:
+        """Wait for the command to exit, then kill what it left in its group."""
+        assert self.process is not None
+        rc = await self.process.wait()
+        self.returncode = rc
+        self._kill_group(signal.SIGKILL)
+        if self.cgroup is not None:
+            await asyncio.to_thread(self.cgroup.destroy)
+        self._exited.set()
+        return rc
+
+    def _kill_group(self, sig: int) -> None:
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, sig)
+
+    async def kill(self, grace: float) -> None:
+        """SIGTERM the process group, wait ``grace`` seconds, SIGKILL the group."""
+        self.kill_requested = True
+        if self.process is None or self._exited.is_set():
+            return
+        self._kill_group(signal.SIGTERM)
+        if grace > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._exited.wait()
+        if not self._exited.is_set():
+            self._kill_group(signal.SIGKILL)
+            if self.cgroup is not None:
+                for pid in self.cgroup.pids():
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGKILL)
