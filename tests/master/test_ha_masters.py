@@ -151,3 +151,47 @@ async def test_minority_does_no_work_then_recovers(masters):
     finally:
         await sched.close()
         await agent.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("session_timeout,tick_ms", [("10s", 2000), ("2s", 500)])
+async def test_failover_time(masters, session_timeout, tick_ms):
+    """kill -9 of the leading master -> first offer from the new leader (prints the time).
+    The agent and framework re-resolve the leader by polling every master (as a client
+    watching ZooKeeper would)."""
+    ens = start_or_skip("zookeeper", 1, tick_ms=tick_ms)
+    masters.cleanups.append(ens.stop)
+    zk_url = f"zk://{ens.hosts}/failover"
+    ms = [
+        masters.start(
+            zk_url, 2, f"m{i}", "--allocation-interval", "0.1s",
+            "--zk-session-timeout", session_timeout,
+        )
+        for i in range(3)
+    ]  # fmt: skip
+    leader = wait_until(lambda: elected(ms), 60, "a leader")[0]
+    agent = FakeAgent("host-f", "cpus:2;mem:1024")
+    sched = Scheduler("fw-f", failover_timeout=120)
+    try:
+        await agent.register(leader.url)
+        await sched.subscribe(leader.url)
+        await sched.next("OFFERS")
+        t0 = time.monotonic()
+        leader.kill(signal.SIGKILL)
+        others = [m for m in ms if m is not leader]
+        new = await await_until(lambda: elected(others), 60, "a new leader", interval=0.02)
+        t_elected = time.monotonic() - t0
+        for c in (agent, sched):
+            c.events.clear()
+            c._consumed.clear()
+        await agent.register(new[0].url, deadline=30)
+        await sched.subscribe(new[0].url, deadline=30)
+        await sched.next("OFFERS")
+        t_offer = time.monotonic() - t0
+        print(
+            f"\nFAILOVER session_timeout={session_timeout}: new leader elected "
+            f"{t_elected:.2f}s, first offer {t_offer:.2f}s after kill -9"
+        )
+    finally:
+        await sched.close()
+        await agent.close()

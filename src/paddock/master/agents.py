@@ -100,9 +100,11 @@ class AgentMixin(MasterBase):
                 },
             }
         )
+        # The agent re-sends its unacknowledged updates after REGISTERED; here they
+        # only bring the master's view of the tasks up to date.
         for st in reg.get("unacknowledged_updates") or []:
             if isinstance(st, dict):
-                self.agent_update(agent, {"status": st})
+                self.agent_update(agent, {"status": st}, forward=False)
         self.counters["agents_registered" if old is None else "agents_reregistered"] += 1
         log.info("agent %s (%s) registered", agent_id, agent.hostname)
         self.kick_allocation([agent_id])
@@ -193,7 +195,7 @@ class AgentMixin(MasterBase):
         else:
             raise CallError(400, f"Unknown agent call type {t!r}")
 
-    def agent_update(self, agent: Agent, body: dict[str, Any]) -> None:
+    def agent_update(self, agent: Agent, body: dict[str, Any], *, forward: bool = True) -> None:
         status = dict(body["status"])
         tid = (
             status.get("task_id", {}).get("value")
@@ -218,11 +220,11 @@ class AgentMixin(MasterBase):
         status.pop("framework_id", None)
         if task is None:
             fw = self.frameworks.get(fid) if fid else None
-            if fw is not None and fw.stream is not None:
+            if forward and fw is not None and fw.stream is not None:
                 fw.stream.send({"type": "UPDATE", "update": {"status": status}})
             return
         self.counters["status_updates_received"] += 1
-        self.apply_status(task, status)
+        self.apply_status(task, status, forward=forward)
 
     # ------------------------------------------------------------------ health
     async def health_loop(self) -> None:
