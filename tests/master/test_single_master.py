@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from .clients import FakeAgent, HttpStatusError, Scheduler, await_until, wait_until
+from .conftest import start_or_skip
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -291,6 +292,41 @@ async def test_authentication_and_operator_api(zk, masters, tmp_path):
             await agent.next("ERROR")
             reg = (await c.get(m.url + "/registry")).json()
             assert agent.agent_id in reg["gone"]
+    finally:
+        await sched.close()
+        await agent.close()
+
+
+async def test_zookeeper_outage_stops_work_at_once_then_resumes(masters):
+    """SUSPENDED session: the leader stops offering immediately (RESCIND, 503); when the
+    session comes back (ZooKeeper restarted within the timeout) it resumes by itself."""
+    ens = start_or_skip("zookeeper", 1, tick_ms=500)
+    masters.cleanups.append(ens.stop)
+    m = masters.start(
+        f"zk://{ens.hosts}/outage", 1, "m1", "--allocation-interval", "0.1s",
+        "--zk-session-timeout", "8s",
+    )  # fmt: skip
+    agent = FakeAgent("host-z", "cpus:1;mem:512")
+    sched = Scheduler("fw-z")
+    try:
+        await agent.register(m.url)
+        await sched.subscribe(m.url)
+        offer = (await sched.next("OFFERS"))["offers"]["offers"][0]
+        ens.kill(0)
+        rescind = await sched.next("RESCIND", timeout=5)
+        assert rescind["rescind"]["offer_id"] == offer["id"]
+        assert (m.metrics() or {}).get("master/elected") == 0.0
+        async with httpx.AsyncClient() as c:
+            r = await c.post(
+                m.url + "/api/v1/scheduler",
+                json={"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u"}}},
+            )
+            assert r.status_code == 503
+        assert await sched.call("REVIVE") == 503
+        ens.start_member(0)
+        await await_until(lambda: (m.metrics() or {}).get("master/elected") == 1.0, 20, "resumed")
+        await sched.next("OFFERS", timeout=10)
+        assert m.alive()
     finally:
         await sched.close()
         await agent.close()
