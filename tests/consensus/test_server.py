@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from paddock.consensus.demo import free_ports
 from paddock.consensus.kv import KVClient, KVClientServer, KVStateMachine, encode_put
 from paddock.consensus.server import ConsensusServer, OutcomeUnknown, ServerStopped, wait_for
 from paddock.consensus.types import NotLeader, Role
@@ -20,20 +19,30 @@ TICK = 0.02
 
 
 class Cluster:
+    """In-process nodes. Each binds port 0 and the others are told its real port,
+    so parallel test runs cannot collide on ports; a per-cluster id makes any
+    stray connection from another test's cluster be refused."""
+
     def __init__(self, root: Path, n: int = 3, **server_kw) -> None:
         self.root = root
         self.ids = list(range(1, n + 1))
-        self.peers = {i: (HOST, p) for i, p in zip(self.ids, free_ports(n), strict=True)}
-        self.kw = {"tick_interval": TICK, **server_kw}
+        self.peers = {i: (HOST, 0) for i in self.ids}
+        self.kw = {"tick_interval": TICK, "cluster_id": f"test-{root.name}", **server_kw}
         self.servers: dict[int, ConsensusServer] = {}
         self.sms: dict[int, KVStateMachine] = {}
 
-    async def start(self, nid: int) -> ConsensusServer:
-        sm = KVStateMachine()
-        srv = ConsensusServer(nid, self.peers, self.root / f"n{nid}", sm, **self.kw)
+    async def start(self, nid: int, sm: KVStateMachine | None = None) -> ConsensusServer:
+        sm = sm or KVStateMachine()
+        peers = dict(self.peers)
+        peers[nid] = (HOST, 0)
+        srv = ConsensusServer(nid, peers, self.root / f"n{nid}", sm, **self.kw)
         self.servers[nid] = srv
         self.sms[nid] = sm
         await srv.start()
+        self.peers[nid] = srv.peer_address
+        for other in self.servers.values():
+            if other is not srv:
+                other.set_peer_address(nid, srv.peer_address)
         return srv
 
     async def stop(self, nid: int) -> None:
@@ -134,7 +143,7 @@ async def test_garbage_on_a_peer_port_does_not_disturb_the_cluster(cluster: Clus
     leader = await cluster.leader()
     victim = next(s for s in cluster.servers.values() if s.id != leader.id)
     for junk in (b"\xff" * 64, b"\x10\x00\x00\x00" + b"A" * 16, b"GET / HTTP/1.0\r\n\r\n"):
-        reader, writer = await asyncio.open_connection(*cluster.peers[victim.id])
+        reader, writer = await asyncio.open_connection(*victim.peer_address)
         writer.write(junk)
         await writer.drain()
         assert await asyncio.wait_for(reader.read(), 5) == b""  # it hung up on us
@@ -156,10 +165,7 @@ async def test_state_machine_error_reaches_the_proposer_only(tmp_path: Path) -> 
     c = Cluster(tmp_path)
     try:
         for nid in c.ids:
-            c.sms[nid] = PickyKV()
-            srv = ConsensusServer(nid, c.peers, tmp_path / f"n{nid}", c.sms[nid], **c.kw)
-            c.servers[nid] = srv
-            await srv.start()
+            await c.start(nid, PickyKV())
         leader = await c.leader()
         with pytest.raises(ValueError, match="boom refused"):
             await leader.propose(b"boom")

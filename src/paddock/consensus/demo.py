@@ -8,6 +8,7 @@ Every child process is stopped on the way out, also on Ctrl-C or failure.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import socket
@@ -48,7 +49,10 @@ class Cluster:
         self.client_ports = dict(zip(self.ids, ports[n:], strict=True))
         self.peers_arg = ",".join(f"{i}={HOST}:{p}" for i, p in self.peer_ports.items())
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.extra_args = extra_args or []
+        # A cluster id of its own: nodes refuse peers from any other cluster that
+        # happens to reuse one of these ports (parallel demos, tests, benchmarks).
+        self.cluster_id = f"demo-{os.getpid()}-{ports[0]}"
+        self.extra_args = ["--cluster-id", self.cluster_id, *(extra_args or [])]
 
     def start(self, node_id: int) -> None:
         data = self.work_dir / f"node{node_id}"

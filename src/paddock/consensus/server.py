@@ -356,6 +356,20 @@ class ConsensusServer:
         self._applied_waiters.append((index, fut))
         await fut
 
+    @property
+    def peer_address(self) -> tuple[str, int]:
+        """Where this node listens for peers (the real port if configured as 0)."""
+        if self.transport is not None:
+            return self.transport.listen_addr
+        return self.peers[self.id]
+
+    def set_peer_address(self, peer: int, addr: tuple[str, int]) -> None:
+        """Point the link to ``peer`` at ``addr`` (e.g. after it restarted on a new
+        port); the link reconnects on its next attempt."""
+        self.peers[peer] = addr
+        if self.transport is not None and peer != self.id:
+            self.transport.set_peer_address(peer, addr)
+
     def campaign(self) -> None:
         """Start an election now (internal mode) or take over because the outside
         authority named this node (external mode)."""
