@@ -312,3 +312,23 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "SIGKILLed leader" in out and "caught up" in out and "demo OK" in out
+
+
+async def test_failed_start_releases_the_data_directory(tmp_path: Path) -> None:
+    squatter = await asyncio.start_server(lambda r, w: None, HOST, 0)
+    port = squatter.sockets[0].getsockname()[1]
+    try:
+        busy = ConsensusServer(1, {1: (HOST, port)}, tmp_path / "n1", KVStateMachine())
+        with pytest.raises(OSError):
+            await busy.start()
+    finally:
+        squatter.close()
+        await squatter.wait_closed()
+    ok = ConsensusServer(1, {1: (HOST, 0)}, tmp_path / "n1", KVStateMachine(), tick_interval=TICK)
+    try:
+        await ok.start()  # the directory lock was released by the failed start
+        await wait_for(lambda: ok.is_leader, 5)  # a single node elects itself
+        assert await ok.propose(put("solo", "1")) > 0
+        assert ok.status()["failed"] is None
+    finally:
+        await ok.stop()

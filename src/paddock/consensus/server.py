@@ -177,7 +177,6 @@ class ConsensusServer:
         self.applied = 0
         self.applied_term = 0
         self._last_snapshot_index = 0
-        self._role_changed = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -185,6 +184,17 @@ class ConsensusServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         storage = await asyncio.to_thread(DiskStorage.open, self.data_dir)
         self.storage = storage
+        try:
+            await self._start_on(storage)
+        except BaseException:
+            # Release the directory lock so a retry (or another process) can open it.
+            self.storage = None
+            if self.transport is not None:
+                await self.transport.close()
+            await asyncio.to_thread(storage.close)
+            raise
+
+    async def _start_on(self, storage: DiskStorage) -> None:
         hard_state, snapshot, entries = storage.initial_state()
         self._durable_term_vote = (hard_state.term, hard_state.vote)
         if snapshot is not None and snapshot.index > 0:
@@ -377,8 +387,12 @@ class ConsensusServer:
         self._wake.set()
 
     def status(self) -> dict[str, Any]:
-        node = self._require_node()
+        node = self.node
+        if node is None:
+            raise ServerStopped("server not started")
         st: dict[str, Any] = dict(node.status())
+        st["failed"] = self.failed
+        st["stopped"] = self._stopped
         st["applied"] = self.applied
         st["fsyncs"] = self.stats.fsyncs
         st["entries_persisted"] = self.stats.entries_persisted
