@@ -144,6 +144,22 @@ class Scheduler(EventStreamClient):
         super().__init__()
         self.info: dict[str, Any] = {"user": "root", "name": name, **info}
         self.framework_id: str | None = None
+        self.auto_ack = False
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if self.auto_ack and event.get("type") == "UPDATE":
+            status = event["update"]["status"]
+            if "uuid" in status:
+                asyncio.get_running_loop().create_task(self._ack(status))
+
+    async def _ack(self, status: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            await self.call(
+                "ACKNOWLEDGE",
+                agent_id=status["agent_id"],
+                task_id=status["task_id"],
+                uuid=status["uuid"],
+            )
 
     async def subscribe(self, base: str, deadline: float = 20.0) -> dict[str, Any]:
         body: dict[str, Any] = {"type": "SUBSCRIBE", "subscribe": {"framework_info": self.info}}
@@ -350,3 +366,45 @@ def elected(masters: list[MasterProcess]) -> list[MasterProcess]:
             if snap and snap.get("master/elected") == 1.0:
                 out.append(m)
     return out
+
+
+class AgentProcess:
+    """A real ``paddock agent`` (started by the test, stopped by it)."""
+
+    def __init__(self, master: str, work_dir: Path, resources: str = "cpus:2;mem:1024") -> None:
+        (self.port,) = free_ports(1)
+        self.master = master
+        self.work_dir = work_dir
+        self.resources = resources
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = work_dir.with_suffix(".agent.log")
+
+    def start(self) -> AgentProcess:
+        cmd = [
+            sys.executable, "-m", "paddock.cli.main", "agent",
+            "--master", self.master, "--port", str(self.port), "--work-dir", str(self.work_dir),
+            "--ip", HOST, "--hostname", "127.0.0.1", "--resources", self.resources,
+            "--attributes", "rack:r1", "--no-cgroups", "--registration-backoff-factor", "0.2",
+            "--status-update-retry-min", "1",
+        ]  # fmt: skip
+        log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+        log.close()
+        return self
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
