@@ -87,3 +87,11 @@ def test_load_file_and_environment(tmp_path):
     assert cfg.tick_ms == 50 and cfg.super_digest == "s:x"
     with pytest.raises(ConfigError, match="cannot read"):
         load_zoo_cfg(tmp_path / "absent.cfg")
+
+
+def test_client_port_from_the_server_line(tmp_path):
+    (tmp_path / "myid").write_text("2")
+    cfg = parse_zoo_cfg(
+        f"dataDir={tmp_path}\nserver.1=h:1:2;2181\nserver.2=h:3:4;127.0.0.2:2182\n"
+    )
+    assert (cfg.client_host, cfg.client_port) == ("127.0.0.2", 2182)

@@ -325,6 +325,12 @@ def parse_zoo_cfg(text: str, source: str = "zoo.cfg") -> KeeperConfig:
             raise ConfigError(f"{myid_file}: must hold this server's id as a number") from None
     elif len(cfg.servers) == 1:
         cfg.my_id = next(iter(cfg.servers))
+    mine = cfg.servers.get(cfg.my_id)
+    if mine is not None and mine.client_port and "clientPort" not in seen:
+        # ZooKeeper 3.5+: the client address may be given on the server line only.
+        cfg.client_port = mine.client_port
+        if mine.client_host and "clientPortAddress" not in seen:
+            cfg.client_host = mine.client_host
     cfg.validate()
     return cfg
 
