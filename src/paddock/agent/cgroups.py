@@ -48,11 +48,11 @@ class TaskCgroup:
         try:
             for line in (mem / "memory.oom_control").read_text().splitlines():
                 key, _, value = line.partition(" ")
-                if key == "oom_kill" and int(value) > 0:
-                    return True
+                if key == "oom_kill":
+                    return int(value) > 0
         except (OSError, ValueError):
             pass
-        try:
+        try:  # kernels before 4.13 have no oom_kill counter
             return int((mem / "memory.failcnt").read_text()) > 0 and _max_usage_hit(mem)
         except (OSError, ValueError):
             return False

@@ -85,8 +85,11 @@ def append_jsonl(path: Path, obj: Any) -> None:
     new = not path.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line  # end a torn record first, so it cannot swallow this one
         os.write(fd, line)
         os.fsync(fd)
     finally:

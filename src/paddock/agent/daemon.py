@@ -507,7 +507,7 @@ class Agent:
         else:
             self._status(task, "TASK_RUNNING")
         rc = await proc.wait()
-        oom = proc.cgroup is not None and proc.cgroup.oom_killed()
+        oom = proc.oom_killed
         outcome = describe_exit(rc, killed=proc.kill_requested and not oom, oom=oom)
         source = "SOURCE_AGENT" if outcome.reason == "REASON_CONTAINER_LIMITATION_MEMORY" else None
         self._status(

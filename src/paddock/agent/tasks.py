@@ -184,6 +184,7 @@ class TaskProcess:
     process: asyncio.subprocess.Process | None = None
     kill_requested: bool = False
     returncode: int | None = None
+    oom_killed: bool = False
     _exited: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -220,6 +221,7 @@ class TaskProcess:
         self.returncode = rc
         self._kill_group(signal.SIGKILL)
         if self.cgroup is not None:
+            self.oom_killed = self.cgroup.oom_killed()  # read before the cgroup goes
             await asyncio.to_thread(self.cgroup.destroy)
         self._exited.set()
         return rc
