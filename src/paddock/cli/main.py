@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from paddock import __version__
-from paddock.cli import consensus_cmd, keeper_cmd, master_cmd, sim_cmd
+from paddock.cli import agent_cmd, consensus_cmd, keeper_cmd, master_cmd, sim_cmd
 
 app = typer.Typer(
     help="paddock: a highly available cluster manager.",
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(sim_cmd.app, name="sim", help="Deterministic simulation of paddock's cores.")
 app.add_typer(consensus_cmd.app, name="consensus", help="Run and inspect consensus nodes.")
 app.command("keeper", help="Run a keeper server (ZooKeeper-compatible).")(keeper_cmd.keeper)
+app.command("agent", help="Run an agent that runs tasks for the masters.")(agent_cmd.agent)
 app.command("master", help="Run a master (Mesos-compatible, HA via ZooKeeper).")(master_cmd.master)
 
 
