@@ -186,6 +186,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "WARNING",
             "--snapshot-every",
             str(args.snapshot_every),
+            *([] if args.overlap else ["--no-overlap-persist"]),
         ],
     )
     try:
@@ -265,6 +266,12 @@ def main() -> None:
     p.add_argument("--snapshot-every", type=int, default=100_000)
     p.add_argument("--verbose", action="store_true", help="print the nodes' final status")
     p.add_argument(
+        "--no-overlap",
+        dest="overlap",
+        action="store_false",
+        help="run the nodes with --no-overlap-persist (strict persist-then-send/apply)",
+    )
+    p.add_argument(
         "--data-dir",
         default="",
         help="parent of the node data dirs (default: the temp dir unless tmpfs, else the repo)",
@@ -303,7 +310,8 @@ def main() -> None:
     print()
     print(
         f"3 nodes, {args.value_size} B values, {args.connections} connections x "
-        f"{args.pipeline} in flight, {res['window_s']:.1f} s window, {os.cpu_count()} CPUs"
+        f"{args.pipeline} in flight, {res['window_s']:.1f} s window, {os.cpu_count()} CPUs, "
+        f"overlap_persist={'on' if args.overlap else 'off'}"
     )
     for name, value in rows:
         print(f"  {name:<{width}}  {value:>14}")

@@ -39,6 +39,11 @@ def serve(
     ),
     cluster_id: str = typer.Option("paddock", "--cluster-id"),
     external_election: bool = typer.Option(False, "--external-election"),
+    overlap_persist: bool = typer.Option(
+        True,
+        "--overlap-persist/--no-overlap-persist",
+        help="Leader sends appends and applies committed entries while its fsync runs.",
+    ),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Run one consensus node with a tiny replicated key-value store.
@@ -76,6 +81,7 @@ def serve(
             snapshot_every=snapshot_every,
             cluster_id=cluster_id,
             external_election=external_election,
+            overlap_persist=overlap_persist,
         )
 
     try:

@@ -274,6 +274,7 @@ async def serve_kv_node(
     snapshot_every: int = 50_000,
     cluster_id: str = "paddock",
     external_election: bool = False,
+    overlap_persist: bool = True,
 ) -> None:
     """Run one KV node until ``stop`` is set (the body of ``paddock consensus serve``).
 
@@ -290,6 +291,7 @@ async def serve_kv_node(
         snapshot_every=snapshot_every,
         cluster_id=cluster_id,
         external_election=external_election,
+        overlap_persist=overlap_persist,
     )
     await server.start()
     api = KVClientServer(server, sm)
