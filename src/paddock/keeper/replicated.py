@@ -212,7 +212,7 @@ class Proposer:
             else:
                 node.propose(data)
                 self._wake()
-        except NotLeader:
+        except Exception:  # NotLeader, or the node stopped: a lost touch is harmless
             pass
 
     def _schedule(self) -> None:
@@ -241,6 +241,11 @@ class Proposer:
                 fut = self.cons.submit_many([p.data for p in batch])
             except NotLeader:
                 self._outbox.extendleft(reversed(batch))
+                return
+            except Exception:
+                log.exception("cannot propose; failing %d requests", len(batch))
+                for p in batch:
+                    self._fail(p)
                 return
             term = node.term
             for p in batch:
