@@ -158,6 +158,28 @@ def test_filter_minimum_is_the_allocation_interval_and_bad_values_default():
     assert alloc.allocate(now=7.0) != []
 
 
+def test_several_filters_on_one_agent():
+    alloc = HierarchicalAllocator()
+    alloc.add_framework("f")
+    alloc.add_agent("x", R("cpus:4;mem:4096"))
+    (whole,) = alloc.allocate(0)
+    task = R("cpus:1;mem:1024")
+    alloc.accept("f", "x", whole.resources, task, now=0)
+    (rest,) = alloc.allocate(0)
+    assert rest.resources == R("cpus:3;mem:3072")
+    alloc.recover_resources("f", "x", rest.resources, refuse_seconds=10, now=0)
+    alloc.recover_resources("f", "x", task, used=True)  # task ended: the pool is whole again
+    (again,) = alloc.allocate(1)  # more than was refused: the first filter does not cover it
+    assert again.resources == whole.resources
+    alloc.recover_resources("f", "x", again.resources, refuse_seconds=20, now=1)
+    assert alloc.expire_filters(2) == 2
+    assert alloc.allocate(5) == []
+    assert alloc.allocate(15) == []  # the first filter expired, the second still covers
+    assert alloc.expire_filters(15) == 1
+    assert alloc.allocate(20.5) == []
+    assert alloc.allocate(21) == [again]
+
+
 def test_filtered_agent_goes_to_the_next_framework():
     alloc = HierarchicalAllocator()
     alloc.add_framework("a")

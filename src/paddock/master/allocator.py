@@ -44,7 +44,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from paddock.master.allocator_registry import AllocatorRegistry
-from paddock.master.allocator_sorter import RefusalFilter, reposition_after_growth, sort_key
+from paddock.master.allocator_sorter import (
+    RefusalFilter,
+    chain_head,
+    reposition_after_growth,
+    sort_key,
+)
 from paddock.master.resources import UNRESERVED, Resources
 
 __all__ = [
@@ -179,7 +184,14 @@ class HierarchicalAllocator(AllocatorRegistry):
             if timeout > 0:
                 # Mesos: never expire before the next periodic allocation (MESOS-4302).
                 expires = now + max(self.allocation_interval, timeout)
-                client.filters.setdefault(agent_id, []).append(RefusalFilter(resources, expires))
+                new = RefusalFilter(resources, expires)
+                head = client.filters.get(agent_id)
+                if head is None:
+                    client.filters[agent_id] = new
+                elif head.more is None:
+                    head.more = [new]
+                else:
+                    head.more.append(new)
 
     def use_resources(
         self, framework_id: str, agent_id: str, resources: Resources, *, role: str | None = None
@@ -233,13 +245,14 @@ class HierarchicalAllocator(AllocatorRegistry):
         """Drop filters that expired by ``now``; return how many remain (a metric)."""
         remaining = 0
         for client in self._clients.values():
-            for agent_id in list(client.filters):
-                live = [f for f in client.filters[agent_id] if f.expires_at > now]
-                if live:
-                    client.filters[agent_id] = live
-                    remaining += len(live)
-                else:
+            for agent_id, head in list(client.filters.items()):
+                live = [f for f in head.chain() if f.expires_at > now]
+                new_head = chain_head(live)
+                if new_head is None:
                     del client.filters[agent_id]
+                else:
+                    client.filters[agent_id] = new_head
+                    remaining += len(live)
         return remaining
 
     # ------------------------------------------------------------------ allocation
@@ -323,10 +336,9 @@ class HierarchicalAllocator(AllocatorRegistry):
                         continue
                     filters = client.filters
                     if filters:
-                        flist = filters.get(agent_id)
-                        if flist is not None:
-                            if len(flist) == 1:  # the common case, inlined
-                                f = flist[0]
+                        f = filters.get(agent_id)
+                        if f is not None:
+                            if f.more is None:  # the common case, inlined
                                 refused = f.refused
                                 if f.expires_at <= now:
                                     del filters[agent_id]
@@ -336,7 +348,7 @@ class HierarchicalAllocator(AllocatorRegistry):
                                 else:
                                     expiry = None
                             else:
-                                expiry = _filtered(flist, offerable, now)
+                                expiry = _filtered(filters, agent_id, f, offerable, now)
                             if expiry is not None:
                                 refusers.add(client)
                                 if expiry < agent.refused_until:
@@ -374,18 +386,26 @@ class HierarchicalAllocator(AllocatorRegistry):
         return offers
 
 
-def _filtered(flist: list[RefusalFilter], offer: Resources, now: float) -> float | None:
-    """When the last live filter covering ``offer`` expires, or None if none covers it.
-    Drops expired filters from ``flist``."""
+def _filtered(
+    filters: dict[str, RefusalFilter],
+    agent_id: str,
+    head: RefusalFilter,
+    offer: Resources,
+    now: float,
+) -> float | None:
+    """When the last live filter in ``head``'s chain covering ``offer`` expires, or None if
+    none covers it.  Drops expired filters from the chain (and from ``filters``)."""
+    chain = head.chain()
     until: float | None = None
-    expired = False
-    for f in flist:
-        if f.expires_at <= now:
-            expired = True
-        elif (f.refused is offer or f.refused.contains(offer)) and (
-            until is None or f.expires_at > until
-        ):
+    for f in chain:
+        covers = f.expires_at > now and (f.refused is offer or f.refused.contains(offer))
+        if covers and (until is None or f.expires_at > until):
             until = f.expires_at
-    if expired:
-        flist[:] = [f for f in flist if f.expires_at > now]
+    live = [f for f in chain if f.expires_at > now]
+    if len(live) != len(chain):
+        new_head = chain_head(live)
+        if new_head is None:
+            del filters[agent_id]
+        else:
+            filters[agent_id] = new_head
     return until

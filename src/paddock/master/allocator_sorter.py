@@ -17,7 +17,7 @@ from operator import attrgetter
 
 from paddock.master.resources import Resources
 
-__all__ = ["AgentState", "Client", "FrameworkState", "RefusalFilter", "RoleState"]
+__all__ = ["AgentState", "Client", "FrameworkState", "RefusalFilter", "RoleState", "chain_head"]
 
 sort_key = attrgetter("key")
 
@@ -25,10 +25,28 @@ sort_key = attrgetter("key")
 @dataclass(slots=True)
 class RefusalFilter:
     """A framework declined ``refused`` on an agent: until ``expires_at`` it is not offered
-    any subset of it (Mesos ``RefusedOfferFilter``: more resources lift the filter)."""
+    any subset of it (Mesos ``RefusedOfferFilter``: more resources lift the filter).
+
+    A (framework, role) usually has at most one filter per agent, stored alone; further ones
+    hang off the first in ``more``.  One object per filter instead of a list plus an object
+    halves what the garbage collector walks when millions of filters are alive.
+    """
 
     refused: Resources
     expires_at: float
+    more: list[RefusalFilter] | None = None
+
+    def chain(self) -> list[RefusalFilter]:
+        return [self] if self.more is None else [self, *self.more]
+
+
+def chain_head(filters: list[RefusalFilter]) -> RefusalFilter | None:
+    """Store ``filters`` (one agent's) as a head with the rest in ``more``; None if empty."""
+    if not filters:
+        return None
+    head = filters[0]
+    head.more = filters[1:] or None
+    return head
 
 
 @dataclass(slots=True, eq=False)
@@ -45,7 +63,7 @@ class Client:
     alloc: dict[str, int] = field(default_factory=dict)
     count: int = 0
     key: tuple[float, int, str] = (0.0, 0, "")
-    filters: dict[str, list[RefusalFilter]] = field(default_factory=dict)
+    filters: dict[str, RefusalFilter] = field(default_factory=dict)  # by agent id
     agents: dict[str, None] = field(default_factory=dict)  # agents holding some of ours
     in_order: bool = False
 
