@@ -73,8 +73,8 @@ from paddock.keeper.responses import (
 from paddock.keeper.watches import WatchDelivery
 
 if TYPE_CHECKING:
+    from paddock.keeper.client_connection import ClientConnection
     from paddock.keeper.connection import Request
-    from paddock.keeper.server import ClientConnection
 
 _NO_NODE = int(Code.NO_NODE)
 _BAD_ARGUMENTS = int(Code.BAD_ARGUMENTS)
