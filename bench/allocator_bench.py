@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import resource
 import statistics
 import time
 
@@ -78,14 +79,17 @@ def main() -> None:
         declined += len(offers)
         now += alloc.allocation_interval
         gc_before = sum(s["collections"] for s in gc.get_stats())
+        full_before = gc.get_stats()[2]["collections"]
         c0, t0 = time.process_time(), time.perf_counter()
         offers = alloc.allocate(now)
         took, cpu = time.perf_counter() - t0, time.process_time() - c0
         gcs = sum(s["collections"] for s in gc.get_stats()) - gc_before
+        full = gc.get_stats()[2]["collections"] - full_before
         timings.append(took)
         cpu_timings.append(cpu)
         print(
-            f"round {rnd} allocate() took {took:.3f}s (cpu {cpu:.3f}s, {gcs} gc runs) to make "
+            f"round {rnd} allocate() took {took:.3f}s (cpu {cpu:.3f}s, {gcs} gc runs, "
+            f"{full} full) to make "
             f"{len(offers)} offers after filtering {declined} offers "
             f"(declines took {decline_s:.3f}s)"
         )
@@ -97,6 +101,8 @@ def main() -> None:
             f"(cpu {statistics.median(steady_cpu):.3f}s), max {max(steady):.3f}s "
             f"(cpu {max(steady_cpu):.3f}s)"
         )
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory {peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":
