@@ -379,3 +379,24 @@ def test_cli_rejects_bad_config_with_line(tmp_path):
     )
     assert result.returncode == 2
     assert "line 3: unknown setting 'tickTme'" in result.stderr
+
+
+def test_persistent_watch_fires_every_time(standalone, zk):
+    zk.create("/pw", b"0")
+    raw = RawClient(standalone.members[0].port)
+    raw.send(AddWatchRequest("/pw", 0))  # PERSISTENT
+    assert raw.next().err == 0
+    zk.set("/pw", b"1")
+    zk.set("/pw", b"2")
+    zk.create("/pw/kid")
+    zk.create("/pw/kid/grandkid")  # not the watched node nor its child list: no event
+    zk.delete("/pw/kid/grandkid")
+    zk.delete("/pw/kid")
+    seen = [raw.next() for _ in range(4)]
+    assert [(n.event.type, n.event.path) for n in seen] == [
+        (EventType_.NODE_DATA_CHANGED, "/pw"),
+        (EventType_.NODE_DATA_CHANGED, "/pw"),
+        (EventType_.NODE_CHILDREN_CHANGED, "/pw"),
+        (EventType_.NODE_CHILDREN_CHANGED, "/pw"),
+    ]
+    raw.close()
