@@ -22,8 +22,9 @@ Nothing here reads a clock or draws randomness: plan ids and versions are argume
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal
 
 from paddock.marathon.groups import GroupInfo, RootGroup
@@ -107,6 +108,11 @@ class DeploymentPlan:
             "totalSteps": len(self.steps),
         }
 
+    @cached_property
+    def full_json(self) -> dict[str, Any]:
+        """plan_json() with both roots, rendered once per plan (events reuse it)."""
+        return self.plan_json()
+
     def plan_json(self, *, light: bool = False) -> dict[str, Any]:
         """The plan as events carry it (``plan-format=light`` leaves out the two roots)."""
         out: dict[str, Any] = {
@@ -173,7 +179,7 @@ def build_plan(
     *,
     plan_id: str,
     version: str,
-    to_kill: dict[str, Sequence[str]] | None = None,
+    to_kill: Mapping[str, Sequence[str]] | None = None,
 ) -> DeploymentPlan:
     """The steps that take ``original`` to ``target`` (see the module docstring)."""
     to_kill = to_kill or {}
