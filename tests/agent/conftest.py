@@ -32,6 +32,19 @@ def make_config(work_dir: Path, master: str, **extra) -> AgentConfig:
     )
 
 
+@pytest.fixture(scope="module")
+def zk():
+    """One real Apache ZooKeeper server per test module (tests use their own paths)."""
+    from paddock.testing import zk_ensemble, zookeeper_unavailable_reason
+
+    reason = zookeeper_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"zookeeper: {reason}")
+    ensemble = zk_ensemble("zookeeper", 1)
+    yield ensemble
+    ensemble.stop()
+
+
 @pytest.fixture
 async def fake_master():
     m = await FakeMaster().start()

@@ -43,8 +43,8 @@ def run_task(task_id: str, cmd: str, **extra) -> dict:
 
 
 @contextlib.asynccontextmanager
-async def running_agent(tmp_path, master: FakeMaster, **extra):
-    server = AgentServer(make_config(tmp_path / "agent", master.address, **extra))
+async def running_agent(tmp_path, master: FakeMaster, *, master_url: str | None = None, **extra):
+    server = AgentServer(make_config(tmp_path / "agent", master_url or master.address, **extra))
     await server.start()
     try:
         yield server

@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from paddock.recordio import RecordIODecoder
-from paddock.testing import zk_ensemble, zookeeper_unavailable_reason
 from paddock.testing.ports import free_ports
 
 pytestmark = pytest.mark.timeout(120)
@@ -150,16 +149,6 @@ def _get(url: str) -> Any:
         return r.json() if r.status_code == 200 else None
     except (httpx.HTTPError, ValueError):
         return None
-
-
-@pytest.fixture(scope="module")
-def zk():
-    reason = zookeeper_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"zookeeper: {reason}")
-    ensemble = zk_ensemble("zookeeper", 1)
-    yield ensemble
-    ensemble.stop()
 
 
 async def test_task_runs_on_a_real_agent_found_through_zookeeper(zk, tmp_path):
