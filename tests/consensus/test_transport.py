@@ -232,3 +232,14 @@ async def test_close_is_idempotent_and_stops_links(pair: tuple[Node, Node]) -> N
     await a.t.close()
     await a.t.close()
     assert all(not s.connected for s in a.t.stats().values())
+
+
+async def test_oversized_outgoing_message_is_dropped_not_sent(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    a.t.max_frame = 10_000
+    a.t.send(append(1, 2, 1, size=20_000))
+    a.t.send(append(1, 2, 2, size=100))
+    await wait_until(lambda: len(b.inbox) == 1)
+    assert b.inbox[0].entries[0].index == 2
+    assert a.t.stats()[2].dropped == 1
+    assert b.t.rejected_connections == 0

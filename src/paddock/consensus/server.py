@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 from paddock.consensus.raft import Config, RaftNode
 from paddock.consensus.storage import DiskStorage
-from paddock.consensus.transport import PeerTransport
+from paddock.consensus.transport import DEFAULT_MAX_FRAME, PeerTransport
 from paddock.consensus.types import (
     Entry,
     EntryKind,
@@ -136,6 +136,7 @@ class ConsensusServer:
         seed: int | None = None,
         max_append_entries: int = 1024,
         overlap_persist: bool = True,
+        max_frame: int = DEFAULT_MAX_FRAME,
     ) -> None:
         if node_id not in peers:
             raise ValueError(f"node {node_id} is not among peers {sorted(peers)}")
@@ -155,6 +156,8 @@ class ConsensusServer:
         )
         self.cluster_id = cluster_id
         self.overlap_persist = overlap_persist
+        #: Largest peer message (a snapshot travels in one): raise it for big state.
+        self.max_frame = max_frame
         # (term, vote) known durable; gates sending a leader's appends early.
         self._durable_term_vote = (0, 0)
         self._rng = random.Random(node_id if seed is None else seed)
@@ -216,6 +219,7 @@ class ConsensusServer:
             self.peers,
             self._on_message,
             cluster_id=self.cluster_id,
+            max_frame=self.max_frame,
             rng=random.Random(self._rng.random()),
         )
         await self.transport.start()

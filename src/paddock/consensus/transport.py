@@ -198,6 +198,18 @@ class PeerTransport:
         except CodecError:
             log.exception("node %d: cannot encode %s to %d", self.node_id, msg.type, msg.dst)
             return
+        if len(payload) > self.max_frame:
+            # The peer would refuse it and close the link; say why here instead.
+            log.error(
+                "node %d: %s to %d is %d bytes, over the %d-byte frame limit; dropped",
+                self.node_id,
+                msg.type.name,
+                msg.dst,
+                len(payload),
+                self.max_frame,
+            )
+            out.stats.dropped += 1
+            return
         frame = _LEN.pack(len(payload)) + payload
         out.queue.append((msg.type, frame))
         out.queued_bytes += len(frame)
