@@ -332,3 +332,25 @@ async def test_failed_start_releases_the_data_directory(tmp_path: Path) -> None:
         assert ok.status()["failed"] is None
     finally:
         await ok.stop()
+
+
+async def test_kv_client_vanishing_mid_pipeline_leaves_no_stuck_connection(
+    cluster: Cluster,
+) -> None:
+    leader = await cluster.leader()
+    api = KVClientServer(leader, cluster.sms[leader.id])
+    await api.start(HOST, 0)
+    try:
+        for _ in range(3):
+            _reader, writer = await asyncio.open_connection(HOST, api.port)
+            writer.write(b"".join(b"PUT gone%d %d\n" % (i, i) for i in range(3000)))
+            await writer.drain()
+            writer.transport.abort()  # reset, responses undeliverable
+        await wait_for(lambda: not api._conns, 10)
+        client = await KVClient.connect(HOST, api.port)
+        try:
+            assert (await client.put("after", "1")).startswith(b"OK ")
+        finally:
+            await client.close()
+    finally:
+        await api.close()

@@ -169,29 +169,40 @@ class KVClientServer:
         return items
 
     async def _respond(self, pending: asyncio.Queue[Any], writer: asyncio.StreamWriter) -> None:
+        """Write responses in request order. If the client went away, keep
+        consuming (and discarding) so the reading side never blocks on a full queue."""
         out: deque[bytes] = deque()
+        broken = False
         while True:
             item = await pending.get()
             if item is None:
                 break
-            if isinstance(item, bytes):
-                out.append(item)
-            elif item[0] == "puts":
-                out.append(await self._put_responses(item[2]))
-            elif item[0] == "get":
-                out.append(await self._get(item[1]))
-            else:
-                try:
-                    out.append(b"STATUS " + json.dumps(self.server.status()).encode() + b"\n")
-                except ServerStopped:
-                    out.append(b"ERR stopping\n")
-            if pending.empty() or len(out) >= 64:
-                writer.writelines(out)
+            out.append(await self._render(item))
+            if broken:
                 out.clear()
+            elif pending.empty() or len(out) >= 64:
+                try:
+                    writer.writelines(out)
+                    await writer.drain()
+                except (ConnectionError, OSError):
+                    broken = True
+                out.clear()
+        if out and not broken:
+            with contextlib.suppress(ConnectionError, OSError):
+                writer.writelines(out)
                 await writer.drain()
-        if out:
-            writer.writelines(out)
-            await writer.drain()
+
+    async def _render(self, item: Any) -> bytes:
+        if isinstance(item, bytes):
+            return item
+        if item[0] == "puts":
+            return await self._put_responses(item[2])
+        if item[0] == "get":
+            return await self._get(item[1])
+        try:
+            return b"STATUS " + json.dumps(self.server.status()).encode() + b"\n"
+        except ServerStopped:
+            return b"ERR stopping\n"
 
     async def _put_responses(self, fut: asyncio.Future[list[Any]]) -> bytes:
         try:
