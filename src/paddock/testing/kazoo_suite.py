@@ -101,9 +101,15 @@ def run_kazoo_suite(
     extra_pytest_args: list[str] | None = None,
     per_test_timeout: int = 180,
     quiet: bool = False,
+    deselect: list[str] | None = None,
 ) -> SuiteResult:
-    """Run kazoo's tests (all, or ``selection`` like ``test_lock.py::TestLock``)."""
+    """Run kazoo's tests (all, or ``selection`` like ``test_lock.py::TestLock``).
+
+    ``deselect`` lists test ids (``file::Class::test``) to leave out.
+    """
     found = locate_kazoo_tests()
+    # Node ids are relative to the rootdir, which is the tests directory.
+    deselect_args = [arg for test_id in deselect or [] for arg in ("--deselect", test_id)]
     with tempfile.TemporaryDirectory(prefix="paddock-kazoo-suite-") as tmp:
         ini = Path(tmp) / "pytest.ini"
         # An empty config of our own: kazoo's tests must not inherit paddock's
@@ -134,6 +140,7 @@ def run_kazoo_suite(
             "-q",
             "-rfE",
             *targets,
+            *deselect_args,
             *(extra_pytest_args or []),
         ]
         env = dict(os.environ)
