@@ -130,6 +130,8 @@ class PeerTransport:
         self.max_queue_msgs = max_queue_msgs
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
+        #: A peer host that drops SYNs must not stall the link for minutes.
+        self.connect_timeout = 5.0
         self._on_message = on_message
         self._rng = rng or random.Random(node_id)
         self._known = set(peers)
@@ -254,8 +256,10 @@ class PeerTransport:
         delay = self.backoff_min
         while not self._closed:
             try:
-                reader, writer = await asyncio.open_connection(*out.addr)
-            except OSError as exc:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(*out.addr), self.connect_timeout
+                )
+            except (OSError, TimeoutError) as exc:
                 out.stats.connect_failures += 1
                 log.debug(
                     "node %d: connect to %d at %s failed: %s", self.node_id, out.peer, out.addr, exc
