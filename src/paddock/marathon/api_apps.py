@@ -36,6 +36,7 @@ from paddock.marathon.models import (
     load_json,
     task_id_prefix,
 )
+from paddock.marathon.planner import DeploymentPlan
 from paddock.marathon.service import MarathonService, NotFound
 
 router = APIRouter(tags=["apps"])
@@ -148,12 +149,17 @@ def list_apps(
     openapi_extra=json_body_doc("AppDefinition"),
 )
 def create_app(
-    force: bool = False, raw: bytes = BodyDep, service: MarathonService = ServiceDep
+    request: Request,
+    force: bool = False,
+    raw: bytes = BodyDep,
+    service: MarathonService = ServiceDep,
 ) -> JSONResponse:
     """Create an app and start its deployment (201 with the app, 409 if it exists)."""
     app = checked_app(raw)
-    plan = service.create_app(app, force=force)
-    created = service.root.app(app.id) or app
+    plan = service.create_app(
+        app, force=force, announce=lambda p: api_post_event(service, request, p, app.id)
+    )
+    created = plan.target.app(app.id) or app
     body = render_app(service, created, set())
     return JSONResponse(
         body,
@@ -345,10 +351,32 @@ def get_app(app_id: str, request: Request, service: MarathonService = ServiceDep
     return JSONResponse({"app": render_app(service, app, embeds(request), single=True)})
 
 
-def _update(app_id: str, raw: bytes, service: MarathonService, force: bool) -> JSONResponse:
+def _update(
+    request: Request, app_id: str, raw: bytes, service: MarathonService, force: bool
+) -> JSONResponse:
     body = json_object(raw)
-    plan, created = service.update_app(app_id, body, force=force)
+    path = canonical_path(app_id)
+    plan, created = service.update_app(
+        app_id, body, force=force, announce=lambda p: api_post_event(service, request, p, path)
+    )
     return deployment_result(plan, status=201 if created else 200)
+
+
+def api_post_event(
+    service: MarathonService, request: Request, plan: DeploymentPlan, app_id: str
+) -> None:
+    """Marathon's api_post_event: who changed which app definition through which URI."""
+    app = plan.target.app(app_id)
+    if app is None:
+        return
+    service.publish(
+        "api_post_event",
+        {
+            "clientIp": request.client.host if request.client else "",
+            "uri": request.url.path,
+            "appDefinition": app.to_json(),
+        },
+    )
 
 
 @router.put(
@@ -357,6 +385,7 @@ def _update(app_id: str, raw: bytes, service: MarathonService, force: bool) -> J
     openapi_extra=json_body_doc("AppDefinition"),
 )
 def put_app(
+    request: Request,
     app_id: str,
     force: bool = False,
     partialUpdate: bool = True,
@@ -364,7 +393,7 @@ def put_app(
     service: MarathonService = ServiceDep,
 ) -> JSONResponse:
     """Update (or create) an app; ``{"version": v}`` rolls back to a stored version."""
-    return _update(app_id, raw, service, force)
+    return _update(request, app_id, raw, service, force)
 
 
 @router.patch(
@@ -373,10 +402,14 @@ def put_app(
     openapi_extra=json_body_doc("AppDefinition"),
 )
 def patch_app(
-    app_id: str, force: bool = False, raw: bytes = BodyDep, service: MarathonService = ServiceDep
+    request: Request,
+    app_id: str,
+    force: bool = False,
+    raw: bytes = BodyDep,
+    service: MarathonService = ServiceDep,
 ) -> JSONResponse:
     """Change only the fields the body names."""
-    return _update(app_id, raw, service, force)
+    return _update(request, app_id, raw, service, force)
 
 
 @router.delete(

@@ -330,6 +330,11 @@ def _parse_group(
         out += prefix_violations([Violation(path=p, errors=[m]) for p, m in bad], where)
     if body.scaleBy is not None and body.scaleBy <= 0:
         out.append(Violation(path=f"{where}/scaleBy", errors=["must be positive"]))
+    # version (rollback) and scaleBy act on the group addressed; inside a body's nested
+    # groups they are echoes of a GET (marathon-python sends them back) and are ignored.
+    if where:
+        body.version = None
+        body.scaleBy = None
     only_special = body.version is not None or body.scaleBy is not None
     if only_special and (body.apps or body.groups or body.dependencies):
         out.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -18,7 +19,16 @@ from paddock.testing.ports import free_port
 
 
 class ServerThread:
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int | None = None, grace: int = 1):
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        grace: int = 1,
+        before_stop: Callable[[], None] | None = None,
+    ):
+        """``before_stop`` runs first on stop, e.g. to end open event streams at once."""
+        self.before_stop = before_stop
         self.host = host
         self.port = port or free_port(host)
         config = uvicorn.Config(
@@ -56,6 +66,8 @@ class ServerThread:
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
+        if self.before_stop is not None and self._thread.is_alive():
+            self.before_stop()
         self.server.should_exit = True
         self._thread.join(timeout)
         if self._thread.is_alive():

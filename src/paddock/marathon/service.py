@@ -214,6 +214,7 @@ class MarathonService:
         to_kill: dict[str, list[str]] | None = None,
         dry_run: bool = False,
         replaces: Iterable[str] = (),
+        announce: Callable[[DeploymentPlan], None] | None = None,
     ) -> DeploymentPlan:
         """Apply ``change`` (current root, new version -> target root) as a deployment."""
         with self._lock:
@@ -261,6 +262,8 @@ class MarathonService:
                 for dep_id in dropped:
                     self.core.cancel_deployment(dep_id)
                     self._running.pop(dep_id, None)
+                if announce is not None:
+                    announce(plan)  # e.g. api_post_event, before any deployment event
                 self.publish("group_change_success", {"groupId": "/", "version": version})
                 if plan.steps:
                     self._running[plan.id] = RunningDeployment(plan)
@@ -321,7 +324,13 @@ class MarathonService:
             }
         )
 
-    def create_app(self, app: AppDefinition, *, force: bool = False) -> DeploymentPlan:
+    def create_app(
+        self,
+        app: AppDefinition,
+        *,
+        force: bool = False,
+        announce: Callable[[DeploymentPlan], None] | None = None,
+    ) -> DeploymentPlan:
         def change(root: RootGroup, version: str) -> RootGroup:
             if root.app(app.id) is not None:
                 raise Conflict(f"An app with id [{app.id}] already exists.")
@@ -332,7 +341,7 @@ class MarathonService:
                     raise Conflict(f"An app with id [{gid}] already exists.")
             return root.with_app(self.stamp(app, version, None), version)
 
-        return self.deploy(change, force=force)
+        return self.deploy(change, force=force, announce=announce)
 
     def updated_app(self, app_id: str, body: dict[str, Any]) -> AppDefinition | None:
         """The app after a PUT/PATCH body (None when the body is only a rollback version).
@@ -357,13 +366,19 @@ class MarathonService:
         return checked_app(merged, base=parent_path(app_id))
 
     def update_app(
-        self, app_id: str, body: dict[str, Any], *, force: bool = False
+        self,
+        app_id: str,
+        body: dict[str, Any],
+        *,
+        force: bool = False,
+        announce: Callable[[DeploymentPlan], None] | None = None,
     ) -> tuple[DeploymentPlan, bool]:
         """PUT/PATCH /v2/apps/{id}: returns the plan and whether the app was created."""
         app_id = canonical_path(app_id)
         version_only = set(body) <= {"version", "id"} and "version" in body
         if version_only:
-            return self.rollback_app(app_id, str(body["version"]), force=force), False
+            plan = self.rollback_app(app_id, str(body["version"]), force=force, announce=announce)
+            return plan, False
         app = self.updated_app(app_id, body)
         assert app is not None
         created = self._root.app(app_id) is None
@@ -371,7 +386,7 @@ class MarathonService:
         def change(root: RootGroup, version: str) -> RootGroup:
             return root.with_app(self.stamp(app, version, root.app(app_id)), version)
 
-        return self.deploy(change, force=force), created
+        return self.deploy(change, force=force, announce=announce), created
 
     def update_apps(self, bodies: list[dict[str, Any]], *, force: bool = False) -> DeploymentPlan:
         """PUT/PATCH /v2/apps: many apps, one deployment."""
@@ -391,7 +406,14 @@ class MarathonService:
 
         return self.deploy(change, force=force)
 
-    def rollback_app(self, app_id: str, version: str, *, force: bool = False) -> DeploymentPlan:
+    def rollback_app(
+        self,
+        app_id: str,
+        version: str,
+        *,
+        force: bool = False,
+        announce: Callable[[DeploymentPlan], None] | None = None,
+    ) -> DeploymentPlan:
         old = self.store.app_version(app_id, version)
         if old is None:
             raise NotFound(f"App '{app_id}' does not exist in version {version}")
@@ -400,7 +422,7 @@ class MarathonService:
             current = root.app(app_id)
             return root.with_app(self.stamp(old, v, current), v)
 
-        return self.deploy(change, force=force)
+        return self.deploy(change, force=force, announce=announce)
 
     def delete_app(self, app_id: str, *, force: bool = False) -> DeploymentPlan:
         app_id = canonical_path(app_id)
