@@ -55,7 +55,9 @@ def node(cluster) -> str:
 
 
 def test_zkcli_command_line_session(cluster, node):
-    hosts = cluster.hosts
+    # One server for every invocation: each is a new session, and only the same
+    # server guarantees that a new session sees the previous one's writes.
+    hosts = cluster.address(1)
     assert f"Created {node}" in _zkcli(hosts, "create", node, "hello")
     assert "hello" in _zkcli(hosts, "get", node).splitlines()
     _zkcli(hosts, "set", node, "world")
@@ -120,7 +122,7 @@ def test_zkcli_stdin_session(cluster, node):
 
 
 def test_cli_mt_batch_session(cluster, node):
-    hosts = cluster.hosts
+    hosts = cluster.address(2)  # one server: see test_zkcli_command_line_session
     out = _cli_mt_batch(hosts, f"create {node}")
     assert f"[{node}]: rc = 0" in out and f"name = {node}" in out
     assert f"[{node}]: rc = -110" in _cli_mt_batch(hosts, f"create {node}")  # ZNODEEXISTS
