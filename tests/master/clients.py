@@ -332,7 +332,7 @@ class MasterProcess:
 
     def metrics(self) -> dict[str, Any] | None:
         try:
-            r = httpx.get(self.url + "/metrics/snapshot", timeout=2)
+            r = httpx.get(self.url + "/metrics/snapshot", timeout=5)
             return r.json() if r.status_code == 200 else None
         except httpx.HTTPError:
             return None
