@@ -330,3 +330,41 @@ async def test_zookeeper_outage_stops_work_at_once_then_resumes(masters):
     finally:
         await sched.close()
         await agent.close()
+
+
+async def test_lost_tasks_killed_when_agent_returns_and_offer_timeout(zk, masters):
+    m = masters.start(
+        _zk(zk, "single4"), 1, "m1", "--allocation-interval", "0.1s",
+        "--agent-ping-timeout", "0.2s", "--max-agent-ping-timeouts", "2", "--offer-timeout", "1s",
+    )  # fmt: skip
+    agent = FakeAgent("host-l", "cpus:1;mem:512")
+    sched = Scheduler("not-pa")
+    try:
+        await agent.register(m.url)
+        await sched.subscribe(m.url)
+        offer = (await sched.next("OFFERS"))["offers"]["offers"][0]
+        # Unanswered offers are rescinded after --offer-timeout.
+        rescind = await sched.next("RESCIND", timeout=5)
+        assert rescind["rescind"]["offer_id"] == offer["id"]
+        offer = (await sched.next("OFFERS"))["offers"]["offers"][0]
+        await sched.launch(offer, "t1", 0.5, 64)
+        await agent.next("RUN_TASK")
+        await agent.update(sched.framework_id, "t1", "TASK_RUNNING")
+        agent.ponging = False
+        upd = await sched.next(
+            "UPDATE", timeout=10, pred=lambda e: e["update"]["status"]["state"] != "TASK_RUNNING"
+        )
+        assert upd["update"]["status"]["state"] == "TASK_LOST"
+        assert upd["update"]["status"]["reason"] == "REASON_AGENT_UNREACHABLE"
+        await agent.close()
+        back = FakeAgent("host-l", "cpus:1;mem:512")
+        back.agent_id, back.tasks = agent.agent_id, agent.tasks
+        try:
+            await back.register(m.url)
+            kill = await back.next("KILL_TASK", timeout=5)
+            assert kill["kill_task"]["task_id"]["value"] == "t1"
+        finally:
+            await back.close()
+    finally:
+        await sched.close()
+        await agent.close()

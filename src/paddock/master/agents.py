@@ -57,6 +57,7 @@ class AgentMixin(MasterBase):
         info["id"] = vid(agent_id)
         stored = {"hostname": info["hostname"], "port": info.get("port", 5051)}
         needs_write = agent_id not in regstate.admitted or regstate.admitted[agent_id] != stored
+        was_unreachable = agent_id in regstate.unreachable
         if needs_write:
             try:
                 await self.registry.write({"op": "admit", "agent_id": agent_id, "info": stored})
@@ -105,6 +106,8 @@ class AgentMixin(MasterBase):
         for st in reg.get("unacknowledged_updates") or []:
             if isinstance(st, dict):
                 self.agent_update(agent, {"status": st}, forward=False)
+        if was_unreachable:
+            self._kill_non_partition_aware(agent)
         self.counters["agents_registered" if old is None else "agents_reregistered"] += 1
         log.info("agent %s (%s) registered", agent_id, agent.hostname)
         self.kick_allocation([agent_id])
@@ -151,6 +154,18 @@ class AgentMixin(MasterBase):
             if task.terminal:
                 task.resources_recovered = True
             agent.tasks[(fid, tid)] = task
+
+    def _kill_non_partition_aware(self, agent: Agent) -> None:
+        """An unreachable agent came back: its tasks of frameworks that are not
+        partition-aware were reported TASK_LOST, so (as Mesos) they are killed now."""
+        assert agent.stream is not None
+        for (fid, tid), task in agent.tasks.items():
+            fw = self.frameworks.get(fid)
+            if task.terminal or (fw is not None and fw.partition_aware):
+                continue
+            agent.stream.send(
+                {"type": "KILL_TASK", "kill_task": {"framework_id": vid(fid), "task_id": vid(tid)}}
+            )
 
     def _drop_agent_state(self, agent: Agent) -> None:
         """Forget the allocator's view of the agent and its offers (before re-adding it)."""
