@@ -418,3 +418,25 @@ async def test_state_survives_a_new_service_instance(zk_client, zk_base):
     async with again:
         app = (await again.get("/v2/apps/persist/me")).json()["app"]
         assert app["instances"] == 2 and len(app["tasks"]) == 2
+
+
+async def test_old_versions_are_pruned_but_rollback_targets_stay(zk_client, zk_base):
+    client, service, _ = make_client(zk_client, zk_base, max_versions=3)
+    async with client:
+        await client.post("/v2/apps", json={"id": "/p", "cmd": "x"})
+        for n in range(2, 8):
+            r = await client.put("/v2/apps/p", json={"cmd": f"x{n}"})
+            assert r.status_code == 200
+        versions = (await client.get("/v2/apps/p/versions")).json()["versions"]
+        assert len(versions) == 3
+        assert len(service.store.root_versions()) == 3
+        r = await client.put("/v2/apps/p", json={"version": versions[-1]})
+        assert r.status_code == 200
+        assert (await client.get("/v2/apps/p")).json()["app"]["cmd"] == "x5"
+        r = await client.put("/v2/apps/p", json={"version": versions[0], "cmd": "y"})
+        assert r.status_code == 422
+        assert r.json()["details"][0]["errors"] == [
+            "The 'version' field may only be combined with the 'id' field."
+        ]
+        r = await client.put("/v2/apps/p", json={"version": "2000-01-01T00:00:00.000Z"})
+        assert r.status_code == 404

@@ -250,3 +250,21 @@ def test_task_ids_encode_the_app_id():
     tid = make_task_id("/ocfweb/web", "4a7b-11")
     assert tid == "ocfweb_web.4a7b-11"
     assert app_id_from_task_id(tid) == "/ocfweb/web"
+
+
+def test_port_names_and_duplicate_dependencies():
+    with pytest.raises(InvalidObject) as info:
+        checked_app(
+            {
+                "id": "/x",
+                "cmd": "x",
+                "portDefinitions": [{"port": 0, "name": "HTTP_Port"}, {"port": 70000}],
+                "dependencies": ["/a", "/a"],
+                "healthChecks": [{"protocol": "TCP", "portIndex": -1}],
+            }
+        )
+    got = details(info.value)
+    assert "must fully match regular expression" in got["/portDefinitions(0)/name"][0]
+    assert got["/portDefinitions(1)/port"] == ["got 70000, expected 65535 or less"]
+    assert got["/dependencies"] == ["Elements must be unique."]
+    assert got["/healthChecks(0)/portIndex"] == ["got -1, expected 0 or more"]

@@ -41,6 +41,9 @@ CONSTRAINT_OPERATORS = ("UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_
 MARATHON_HEALTH_PROTOCOLS = ("HTTP", "HTTPS", "TCP")  # probed by Marathon itself
 MESOS_HEALTH_PROTOCOLS = ("COMMAND", "MESOS_HTTP", "MESOS_HTTPS", "MESOS_TCP")  # by the agent
 PORT_PROTOCOLS = ("tcp", "udp", "udp,tcp", "tcp,udp")
+# stringTypes.raml LegacyName: port names, readiness-check port names.
+PORT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_PORT_NAME_RE = re.compile(PORT_NAME_PATTERN)
 SINGLE_INSTANCE_LABEL = "MARATHON_SINGLE_INSTANCE_APP"
 DEFAULT_PORT_NAME = "default"
 DOCKER_SINGLE_NETWORK = (
@@ -665,6 +668,8 @@ def validate_app(app: AppDefinition, *, base: str = "/") -> list[Violation]:
         add(("/constraints", "Elements must be unique."))
     for i, dep in enumerate(app.dependencies):
         pairs += path_violations(dep, f"/dependencies({i})")
+    if len(set(app.dependencies)) != len(app.dependencies):
+        add(("/dependencies", "Elements must be unique."))
     for key in app.env:
         if not key:
             add(("/env", "keys must not be empty"))
@@ -733,6 +738,9 @@ def _network_violations(app: AppDefinition) -> list[tuple[str, str]]:
         _port_range(pairs, f"/portDefinitions({i})/port", pd.port)
         if pd.protocol not in PORT_PROTOCOLS:
             add((f"/portDefinitions({i})/protocol", "is not one of (tcp,udp,udp,tcp)"))
+    for i, pd in enumerate(definitions):
+        if pd.name is not None and not _PORT_NAME_RE.match(pd.name):
+            add((f"/portDefinitions({i})/name", _port_name_message()))
     names = [pd.name for pd in definitions if pd.name]
     if len(names) != len(set(names)):
         add(("/portDefinitions", "Port names must be unique."))
@@ -764,6 +772,10 @@ def _effective_port_mappings(app: AppDefinition) -> list[PortMapping]:
     if app.container.docker is not None and app.container.docker.port_mappings is not None:
         return app.container.docker.port_mappings
     return []
+
+
+def _port_name_message() -> str:
+    return f"must fully match regular expression '{PORT_NAME_PATTERN}'"
 
 
 def _port_range(pairs: list[tuple[str, str]], path: str, port: int) -> None:
@@ -798,6 +810,9 @@ def _container_violations(container: Container) -> list[tuple[str, str]]:
             _port_range(pairs, f"{where}({i})/hostPort", m.host_port)
         if m.protocol not in PORT_PROTOCOLS:
             add((f"{where}({i})/protocol", "is not one of (tcp,udp,udp,tcp)"))
+    for i, m in enumerate(mappings or []):
+        if m.name is not None and not _PORT_NAME_RE.match(m.name):
+            add((f"{where}({i})/name", _port_name_message()))
     names = [m.name for m in mappings or [] if m.name]
     if len(names) != len(set(names)):
         add((where, "Port names must be unique."))
@@ -845,6 +860,8 @@ def _check_violations(app: AppDefinition) -> list[tuple[str, str]]:
             add((where, "Health check may specify either port or portIndex, not both"))
         if hc.port is not None:
             _port_range(pairs, f"{where}/port", hc.port)
+        if hc.port_index is not None and hc.port_index < 0:
+            add((f"{where}/portIndex", f"got {hc.port_index}, expected 0 or more"))
         if hc.command is None and hc.protocol in MARATHON_HEALTH_PROTOCOLS:
             ok = (
                 0 <= hc.port_index < port_count

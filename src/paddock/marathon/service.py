@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -41,6 +42,8 @@ from paddock.marathon.models import (
 from paddock.marathon.planner import DeploymentPlan, build_plan, revert_root
 from paddock.marathon.scheduler_iface import MarathonCore
 from paddock.marathon.store import MarathonStore, StoreConflict
+
+log = logging.getLogger(__name__)
 
 READ_ONLY_APP_FIELDS = (
     "version",
@@ -259,6 +262,7 @@ class MarathonService:
                     self._reload()
                     continue
                 self._root, self._token = target, token
+                self._prune(plan)
                 for dep_id in dropped:
                     self.core.cancel_deployment(dep_id)
                     self._running.pop(dep_id, None)
@@ -272,6 +276,20 @@ class MarathonService:
                     self.publish("deployment_success", {"id": plan.id, "plan": plan})
                 return plan
             raise Conflict("The state changed concurrently too often; try again")
+
+    def _prune(self, plan: DeploymentPlan) -> None:
+        """Drop versions beyond the store's limit for the apps this change touched.
+
+        Best effort: a failure here loses nothing (the next change prunes again)."""
+        keep = {d.plan.original.version for d in self._running.values()}
+        keep |= {d.plan.target.version for d in self._running.values()}
+        keep |= {plan.original.version}
+        touched = set(plan.original.apps) ^ set(plan.target.apps)
+        touched |= {a for a, app in plan.target.apps.items() if plan.original.app(a) != app}
+        try:
+            self.store.prune(keep_roots=keep, app_ids=touched)
+        except Exception:
+            log.warning("pruning old versions failed", exc_info=True)
 
     def _assign_service_ports(self, original: RootGroup, target: RootGroup) -> RootGroup:
         """Give every port 0 (portDefinitions port / portMappings servicePort) a unique
@@ -376,6 +394,19 @@ class MarathonService:
         """PUT/PATCH /v2/apps/{id}: returns the plan and whether the app was created."""
         app_id = canonical_path(app_id)
         version_only = set(body) <= {"version", "id"} and "version" in body
+        if "version" in body and not version_only and body["version"] is not None:
+            others = sorted(set(body) - set(READ_ONLY_APP_FIELDS) - {"id"})
+            if others:
+                raise InvalidObject(
+                    [
+                        Violation(
+                            path="/",
+                            errors=[
+                                "The 'version' field may only be combined with the 'id' field."
+                            ],
+                        )
+                    ]
+                )
         if version_only:
             plan = self.rollback_app(app_id, str(body["version"]), force=force, announce=announce)
             return plan, False

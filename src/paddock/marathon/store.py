@@ -292,31 +292,37 @@ class MarathonStore:
                 raise StoreConflict(f"root version {root.version} is already taken") from None
         self._snapshots[root.version] = snap
 
-    def prune(self, keep_roots: Iterable[str] = ()) -> int:
-        """Delete old root snapshots and app versions beyond ``max_versions``.
+    def prune(self, keep_roots: Iterable[str] = (), app_ids: Iterable[str] | None = None) -> int:
+        """Delete root snapshots beyond the newest ``max_versions`` and app versions beyond
+        each app's newest ``max_versions`` (all apps, or only ``app_ids``).
 
-        Never deletes the current root's, a kept root's (running deployments), or any
-        version those reference. Returns how many znodes were deleted.
+        Never deletes the current root, a kept root (running deployments), or an app
+        version that any retained root references (so every retained root can still be
+        rolled back to). Returns how many znodes were deleted.
         """
         current, _ = self.load_root()
-        keep = {current.version, *keep_roots}
-        referenced: set[tuple[str, str]] = {
-            (a, app.version or "") for a, app in current.apps.items()
-        }
-        for v in keep:
-            if v:
-                referenced |= set(self._snapshot(v)["apps"].items())
+        keep = {v for v in (current.version, *keep_roots) if v}
+        roots = self.root_versions()
+        retained = set(roots[: self.max_versions]) | keep
         deleted = 0
-        for old in self.root_versions()[self.max_versions :]:
+        for old in roots[self.max_versions :]:
             if old not in keep:
                 self.client.delete(self._p("groups", old))
                 self._snapshots.pop(old, None)
                 deleted += 1
-        for key in self.client.get_children(self._p("app-versions")):
+        referenced: set[tuple[str, str]] = set()
+        for v in retained & set(roots):
+            referenced |= set(self._snapshot(v)["apps"].items())
+        if app_ids is None:
+            keys = self.client.get_children(self._p("app-versions"))
+        else:
+            keys = sorted({app_key(a) for a in app_ids})
+        for key in keys:
             app_id = key_app(key)
             for old in self.app_versions(app_id)[self.max_versions :]:
                 if (app_id, old) not in referenced:
-                    self.client.delete(self._p("app-versions", key, old))
+                    with contextlib.suppress(NoNodeError):
+                        self.client.delete(self._p("app-versions", key, old))
                     self._apps.pop((app_id, old), None)
                     deleted += 1
         return deleted
