@@ -234,3 +234,36 @@ def test_set_watches_restores_watches_on_another_server(cluster):
     sock.close()
     writer.stop()
     writer.close()
+
+
+def test_snapshots_catch_up_and_restart(tmp_path):
+    c = Cluster(tmp_path, size=3, snapshot_every=20)
+    with c:
+        client = _client(c.hosts)
+        client.create("/snap", b"")
+        eph = client.create("/snap/eph", ephemeral=True)
+        sid = client.client_id[0]
+        laggard = next(m for m in c.members if not m.is_leader)
+        laggard.stop()
+        for i in range(120):  # several snapshots while it is away
+            client.retry(client.create, f"/snap/n{i}", str(i).encode())
+        laggard.start()
+        wait_until(lambda: laggard.serving, 15)
+        other = _client(laggard.address)
+        other.sync("/snap")
+        assert len(other.get_children("/snap")) == 121
+        assert other.exists(eph).ephemeralOwner == sid
+        # The session table came with the snapshot: the session resumes there.
+        assert laggard.server.sm.sessions.get(sid) is not None
+        assert laggard.server.cons.stats.snapshots_restored > 0  # caught up by snapshot
+        other.stop()
+        other.close()
+        assert max(m.server.cons.stats.snapshots_taken for m in c.members if m.running) > 0
+        client.stop()
+        client.close()
+    with c:  # restart of the whole ensemble from snapshots + log tails
+        client = _client(c.hosts)
+        assert client.get("/snap/n119")[0] == b"119"
+        assert client.exists("/snap/eph") is None  # closed with its session
+        client.stop()
+        client.close()

@@ -81,6 +81,8 @@ class KeeperConfig:
     jute_max_buffer: int = DEFAULT_JUTE_MAXBUFFER
     super_digest: str | None = None
     extended_types_enabled: bool = False
+    #: Log entries between state snapshots (zoo.cfg ``snapCount``).
+    snapshot_every: int = 50_000
     #: Raft tick in seconds; default derived from tickTime (see ``raft_tick``).
     raft_tick_s: float | None = None
     #: Where the parsed settings came from (for ``conf`` and error messages).
@@ -145,7 +147,6 @@ _IGNORED = frozenset(
         "admin.idleTimeout",
         "admin.commandURL",
         "preAllocSize",
-        "snapCount",
         "snapSizeLimitInKb",
         "globalOutstandingLimit",
         "leaderServes",
@@ -300,6 +301,10 @@ def parse_zoo_cfg(text: str, source: str = "zoo.cfg") -> KeeperConfig:
             cfg.super_digest = value
         elif key in ("extendedTypesEnabled", "zookeeper.extendedTypesEnabled"):
             cfg.extended_types_enabled = _bool(key, value, where)
+        elif key == "snapCount":
+            cfg.snapshot_every = _int(key, value, where)
+            if cfg.snapshot_every < 1:
+                raise ConfigError(f"{where}: snapCount must be positive")
         elif key == "myid":
             cfg.my_id = _int(key, value, where)
         elif key.startswith("server."):

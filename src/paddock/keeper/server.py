@@ -86,6 +86,7 @@ class KeeperServer:
             tick_interval=cfg.raft_tick,
             election_ticks=10,
             heartbeat_ticks=1,
+            snapshot_every=cfg.snapshot_every,
         )
         election_s = cfg.raft_tick * 10
         self.proposer = Proposer(self.id, self.cons, forward_timeout=max(0.5, 3 * election_s))
