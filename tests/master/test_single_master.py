@@ -368,3 +368,32 @@ async def test_lost_tasks_killed_when_agent_returns_and_offer_timeout(zk, master
     finally:
         await sched.close()
         await agent.close()
+
+
+async def test_reregistering_agent_reconciles_tasks_it_did_not_report(zk, masters):
+    m = masters.start(_zk(zk, "single5"), 1, "m1", "--allocation-interval", "0.1s")
+    agent = FakeAgent("host-r", "cpus:1;mem:512")
+    sched = Scheduler("fw-r")
+    try:
+        await agent.register(m.url)
+        await sched.subscribe(m.url)
+        offer = (await sched.next("OFFERS"))["offers"]["offers"][0]
+        await sched.launch(offer, "t1", 0.5, 64)
+        await agent.next("RUN_TASK")
+        await agent.close()
+        again = FakeAgent("host-r", "cpus:1;mem:512")
+        again.agent_id = agent.agent_id  # re-registers, but without the task
+        try:
+            await again.register(m.url)
+            rec = await again.next("RECONCILE")
+            assert rec["reconcile"]["tasks"] == [
+                {"framework_id": {"value": sched.framework_id}, "task_id": {"value": "t1"}}
+            ]
+            await again.update(sched.framework_id, "t1", "TASK_LOST")
+            upd = await sched.next("UPDATE")
+            assert upd["update"]["status"]["state"] == "TASK_LOST"
+        finally:
+            await again.close()
+    finally:
+        await sched.close()
+        await agent.close()

@@ -73,12 +73,15 @@ class AgentMixin(MasterBase):
         agent = Agent(agent_id, info, total, attributes, time.time())
         agent.version = str(reg.get("version", ""))
         self._adopt_agent_tasks(agent, tasks_in, fws_in)
+        missing: list[tuple[str, str]] = []
         if old is not None:
-            # Tasks the master launched there that the agent did not report yet
-            # (RUN_TASK in flight) stay known.
+            # Tasks the master launched there that the agent did not report (a RUN_TASK
+            # lost with the old stream?) stay known; the agent is asked to reconcile
+            # them and answers with their status (TASK_LOST if it never got them).
             for key, task in old.tasks.items():
                 if key not in agent.tasks and not task.terminal:
                     agent.tasks[key] = task
+                    missing.append(key)
         self.agents[agent_id] = agent
         used: dict[Any, Resources] = {}
         for task in agent.tasks.values():
@@ -108,6 +111,9 @@ class AgentMixin(MasterBase):
                 self.agent_update(agent, {"status": st}, forward=False)
         if was_unreachable:
             self._kill_non_partition_aware(agent)
+        if missing:
+            items = [{"framework_id": vid(f), "task_id": vid(t)} for f, t in missing]
+            stream.send({"type": "RECONCILE", "reconcile": {"tasks": items}})
         self.counters["agents_registered" if old is None else "agents_reregistered"] += 1
         log.info("agent %s (%s) registered", agent_id, agent.hostname)
         self.kick_allocation([agent_id])
