@@ -163,6 +163,10 @@ async def test_decline_filter_suppress_revive_teardown(zk, masters):
         shut = await agent.next("SHUTDOWN_FRAMEWORK")
         assert shut["shutdown_framework"]["framework_id"]["value"] == sched.framework_id
         await await_until(lambda: sched.closed.is_set(), 5, "stream closed after teardown")
+        # The agent's update for the removed framework is acknowledged by the master.
+        _, uuid = await agent.update(sched.framework_id, "t1", "TASK_KILLED")
+        ack = await agent.next("ACKNOWLEDGE")
+        assert ack["acknowledge"]["uuid"] == uuid
         async with httpx.AsyncClient() as c:
             state = (await c.get(m.url + "/master/state")).json()
         assert state["frameworks"] == []

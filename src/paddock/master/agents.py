@@ -243,6 +243,17 @@ class AgentMixin(MasterBase):
             fw = self.frameworks.get(fid) if fid else None
             if forward and fw is not None and fw.stream is not None:
                 fw.stream.send({"type": "UPDATE", "update": {"status": status}})
+            elif (
+                fw is None
+                and fid is not None
+                and agent.stream is not None
+                and isinstance(status.get("uuid"), str)
+                and any(f.id == fid for f in self.completed_frameworks)
+            ):
+                # Nobody will acknowledge updates of a removed framework: do it for
+                # it, or the agent retries them forever.
+                ack = {"framework_id": vid(fid), "task_id": vid(tid), "uuid": status["uuid"]}
+                agent.stream.send({"type": "ACKNOWLEDGE", "acknowledge": ack})
             return
         self.counters["status_updates_received"] += 1
         self.apply_status(task, status, forward=forward)
