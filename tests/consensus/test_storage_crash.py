@@ -28,10 +28,11 @@ import random
 from pathlib import Path
 
 import pytest
-from .test_storage import Model, op_records, random_ops, recovered
 
 from paddock.consensus.storage import DiskStorage, FileOps
 from paddock.consensus.types import Entry, HardState, Snapshot
+
+from .test_storage import Model, op_records, random_ops, recovered
 
 
 class Crash(Exception):
