@@ -354,3 +354,29 @@ async def test_kv_client_vanishing_mid_pipeline_leaves_no_stuck_connection(
             await client.close()
     finally:
         await api.close()
+
+
+@pytest.mark.slow
+def test_benchmark_runs_and_reports(tmp_path: Path) -> None:
+    bench = Path(__file__).resolve().parents[2] / "bench" / "consensus_bench.py"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(bench),
+            "--duration",
+            "2",
+            "--warmup",
+            "1",
+            "--connections",
+            "4",
+            "--pipeline",
+            "16",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "entries per leader fsync" in proc.stdout
