@@ -74,6 +74,9 @@ class ClientConnection(asyncio.Protocol):
         self.handshaking = False
         self.closed = False
         self.queue: deque[_Slot] = deque()
+        #: writes submitted and not yet answered, and the term the oldest was sent in
+        self.inflight_writes = 0
+        self.inflight_term = 0
         self.out: list[bytes] = []
         self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()

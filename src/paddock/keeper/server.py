@@ -294,11 +294,24 @@ class KeeperServer:
         except KeeperError as e:
             conn.reply(encode_response(req.xid, self.sm.last_zxid, e.code))
             return
+        node = self.cons.node
+        term = node.term if node is not None else 0
+        if conn.inflight_writes and conn.inflight_term < term:
+            # Earlier writes of this session went to a leader that is gone; their
+            # fate is unknown, so this one cannot be ordered after them: drop the
+            # connection (ConnectionLoss), as ZooKeeper does when its leader goes.
+            log.info("session 0x%x: leader changed under pending writes", conn.session_id)
+            conn.close()
+            return
+        if not conn.inflight_writes:
+            conn.inflight_term = term
+        conn.inflight_writes += 1
         txn = Txn(conn.session_id, tuple(conn.auth), op, req.xid)
         slot = conn.begin_ordered()
         closing = req.opcode == OpCode.CLOSE_SESSION
 
         def done(result: TxnResult | None) -> None:
+            conn.inflight_writes -= 1
             if conn.closed:
                 return
             if result is None:
