@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -108,7 +109,8 @@ class MasterDaemon:
             on_session=self._on_session,
         )
         try:
-            await self.election.start()
+            if not await self.election.start(self.stopping):
+                return self.exit_code
             replica_id = await self._replica_id()
             await self.election.register_replica(replica_id, cfg.ip, cfg.consensus_port)
             peers = await self._discover_peers(replica_id)
@@ -174,8 +176,16 @@ class MasterDaemon:
             lifespan="off",
             timeout_graceful_shutdown=1,
         )
+        # Bind here, so a busy port is a clear OSError rather than uvicorn's sys.exit.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((cfg.ip, cfg.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"cannot listen on {cfg.ip}:{cfg.port}: {exc.strerror}") from None
         self.http = _HttpServer(config)
-        self._http_task = asyncio.get_running_loop().create_task(self.http.serve())
+        self._http_task = asyncio.get_running_loop().create_task(self.http.serve(sockets=[sock]))
         while not self.http.started:
             if self._http_task.done():
                 self._http_task.result()

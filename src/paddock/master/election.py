@@ -119,10 +119,20 @@ class ZkElection:
         self._stopped = False
 
     # ---------------------------------------------------------------- lifecycle
-    async def start(self, connect_timeout: float = 30.0) -> None:
-        await asyncio.to_thread(self.zk.start, connect_timeout)
+    async def start(self, stopping: asyncio.Event, attempt_timeout: float = 5.0) -> bool:
+        """Connect (retrying until ``stopping`` is set: ZooKeeper may come up after us).
+        Returns False if stopped before connecting."""
+        while not stopping.is_set():
+            try:
+                await asyncio.to_thread(self.zk.start, attempt_timeout)
+                break
+            except Exception as exc:  # kazoo's timeout_exception and socket errors
+                log.warning("cannot connect to ZooKeeper %s yet: %s", self.url.hosts, exc)
+        else:
+            return False
         self.state = "CONNECTED"
         await asyncio.to_thread(self._setup_paths)
+        return True
 
     def _setup_paths(self) -> None:
         self.zk.ensure_path(f"{self.url.path}/{REPLICAS_NODE}")
