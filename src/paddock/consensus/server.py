@@ -36,12 +36,12 @@ import asyncio
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from paddock.consensus.proposals import OutcomeUnknown, ServerStopped, Waiters
 from paddock.consensus.raft import Config, RaftNode
 from paddock.consensus.storage import DiskStorage
 from paddock.consensus.transport import DEFAULT_MAX_FRAME, PeerTransport
@@ -55,6 +55,17 @@ from paddock.consensus.types import (
     Role,
     Snapshot,
 )
+
+__all__ = [
+    "ConsensusServer",
+    "NotLeader",
+    "OutcomeUnknown",
+    "ServerStats",
+    "ServerStopped",
+    "StateMachine",
+    "parse_peers",
+    "wait_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,34 +84,6 @@ class StateMachine(Protocol):
     def snapshot(self) -> bytes: ...
 
     def restore(self, data: bytes) -> None: ...
-
-
-class OutcomeUnknown(NotLeader):
-    """Leadership was lost while the proposal was in flight: it may or may not
-    commit under the next leader. Retrying blindly can apply it twice."""
-
-    def __init__(self, leader: int = 0) -> None:
-        super().__init__(leader)
-        self.args = (f"outcome unknown: leadership lost (leader is {leader or 'unknown'})",)
-
-
-class ServerStopped(Exception):
-    """The server is stopping or stopped."""
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Proposals appended together at [first, first + len(results)) in ``term``."""
-
-    first: int
-    term: int
-    results: list[Any]
-    future: asyncio.Future[list[Any]]
-    remaining: int = 0
-
-    @property
-    def last(self) -> int:
-        return self.first + len(self.results) - 1
 
 
 @dataclass
@@ -176,10 +159,7 @@ class ConsensusServer:
         #: server refuses proposals; its owner should stop it and exit non-zero.
         self.failed: str | None = None
         self.failed_event = asyncio.Event()
-        self._batches: deque[_Batch] = deque()
-        self._reads: dict[int, asyncio.Future[int]] = {}
-        self._next_read = 0
-        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiters = Waiters()
         self.applied = 0
         self.applied_term = 0
         self._last_snapshot_index = 0
@@ -265,10 +245,7 @@ class ConsensusServer:
         if self.transport is not None:
             await self.transport.close()
         self._fail_pending(OutcomeUnknown(0), NotLeader(0))
-        for _, fut in self._applied_waiters:
-            if not fut.done():
-                fut.set_exception(ServerStopped("server stopped"))
-        self._applied_waiters.clear()
+        self._waiters.fail_applied(ServerStopped("server stopped"))
         if self.storage is not None:
             await asyncio.to_thread(self.storage.close)
 
@@ -296,17 +273,12 @@ class ConsensusServer:
         node = self._require_node()
         if node.role != Role.LEADER:
             raise NotLeader(node.leader)
-        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         if not datas:
+            fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
             fut.set_result([])
             return fut
         first, term = node.propose_many(list(datas))
-        n = len(datas)
-        if self._batches and self._batches[-1].last >= first:
-            # Our log was cut back since those were appended (leadership was lost
-            # and regained between two Readies): their fate is no longer ours.
-            self._fail_pending(OutcomeUnknown(node.leader), NotLeader(node.leader), reads=False)
-        self._batches.append(_Batch(first, term, [None] * n, fut, n))
+        fut = self._waiters.add_batch(first, term, len(datas), node.leader)
         self._wake.set()
         return fut
 
@@ -349,14 +321,11 @@ class ConsensusServer:
         node = self._require_node()
         if node.role != Role.LEADER:
             raise NotLeader(node.leader)
-        self._next_read += 1
-        rid = self._next_read
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._reads[rid] = fut
+        rid, fut = self._waiters.new_read()
         try:
             node.read_index(rid)
         except NotLeader:
-            del self._reads[rid]
+            self._waiters.forget_read(rid)
             raise
         self._wake.set()
         index = await fut
@@ -369,9 +338,7 @@ class ConsensusServer:
             return
         if self._stopped:
             raise ServerStopped("server stopped")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._applied_waiters.append((index, fut))
-        await fut
+        await self._waiters.wait_applied(index)
 
     @property
     def peer_address(self) -> tuple[str, int]:
@@ -504,25 +471,18 @@ class ConsensusServer:
             self.applied_term = rd.snapshot.term
             self._last_snapshot_index = rd.snapshot.index
             stats.snapshots_restored += 1
-            self._settle_batches_below(rd.snapshot.index)
+            self._waiters.settle_below(rd.snapshot.index, node.leader)
         if rd.committed and not apply_now:
             self._apply(rd.committed)
-        if rd.read_states:
-            for rs in rd.read_states:
-                fut = self._reads.pop(rs.request_id, None)
-                if fut is not None and not fut.done():
-                    fut.set_result(rs.index)
-        if rd.dropped_reads:
-            for rid in rd.dropped_reads:
-                fut = self._reads.pop(rid, None)
-                if fut is not None and not fut.done():
-                    fut.set_exception(NotLeader(node.leader))
+        for rs in rd.read_states:
+            self._waiters.answer_read(rs.request_id, rs.index)
+        for rid in rd.dropped_reads:
+            self._waiters.drop_read(rid, NotLeader(node.leader))
         if rd.soft_state is not None and rd.soft_state.role != Role.LEADER:
             self._fail_pending(
                 OutcomeUnknown(rd.soft_state.leader), NotLeader(rd.soft_state.leader)
             )
-        if self._applied_waiters:
-            self._wake_applied()
+        self._waiters.wake_applied(self.applied)
         node.advance(rd)
 
     def _save_ready(self, rd: Ready) -> None:
@@ -552,9 +512,10 @@ class ConsensusServer:
 
     def _apply(self, committed: list[Entry]) -> None:
         apply = self.sm.apply
-        batches = self._batches
         normal = EntryKind.NORMAL
         applied = self.applied
+        done: list[Entry] = []
+        results: list[Any] = []
         for e in committed:
             if e.index <= applied:
                 continue  # already covered by a restored snapshot
@@ -570,67 +531,19 @@ class ConsensusServer:
                     result = exc
             else:
                 result = None
+            done.append(e)
+            results.append(result)
             applied = e.index
-            while batches:
-                b = batches[0]
-                if e.index < b.first:
-                    break
-                if e.index <= b.last:
-                    pos = e.index - b.first
-                    if e.term == b.term:
-                        b.results[pos] = result
-                    else:
-                        b.results[pos] = NotLeader(self.node.leader if self.node else 0)
-                    b.remaining -= 1
-                    if e.index < b.last:
-                        break
-                batches.popleft()
-                if not b.future.done():
-                    b.future.set_result(b.results)
-        if committed:
-            self.applied_term = committed[-1].term
-        self.stats.entries_applied += applied - self.applied
-        self.applied = applied
-
-    def _settle_batches_below(self, index: int) -> None:
-        """A snapshot jumped the state machine past these entries: their outcome
-        is not observable here any more."""
-        leader = self.node.leader if self.node else 0
-        while self._batches and self._batches[0].first <= index:
-            b = self._batches.popleft()
-            for i in range(len(b.results)):
-                if b.results[i] is None:
-                    b.results[i] = OutcomeUnknown(leader)
-            if not b.future.done():
-                b.future.set_result(b.results)
-
-    def _fail_pending(
-        self, unknown: OutcomeUnknown, not_leader: NotLeader, *, reads: bool = True
-    ) -> None:
-        while self._batches:
-            b = self._batches.popleft()
-            done = len(b.results) - b.remaining
-            for i in range(done, len(b.results)):
-                b.results[i] = unknown
-            if not b.future.done():
-                b.future.set_result(b.results)
-        if not reads:
+        if not done:
             return
-        pending_reads, self._reads = self._reads, {}
-        for fut in pending_reads.values():
-            if not fut.done():
-                fut.set_exception(not_leader)
+        self.applied_term = done[-1].term
+        self.stats.entries_applied += len(done)
+        self.applied = applied
+        self._waiters.settle_applied(done, results, self.node.leader if self.node else 0)
 
-    def _wake_applied(self) -> None:
-        applied = self.applied
-        keep: list[tuple[int, asyncio.Future[None]]] = []
-        for index, fut in self._applied_waiters:
-            if index <= applied:
-                if not fut.done():
-                    fut.set_result(None)
-            else:
-                keep.append((index, fut))
-        self._applied_waiters = keep
+    def _fail_pending(self, unknown: OutcomeUnknown, not_leader: NotLeader) -> None:
+        self._waiters.fail_batches(unknown)
+        self._waiters.fail_reads(not_leader)
 
     async def _take_snapshot(self, node: RaftNode) -> None:
         """Snapshot the state machine at ``applied``, make it durable, then let the
