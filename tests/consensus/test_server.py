@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from paddock.consensus.kv import KVClient, KVClientServer, KVStateMachine, encode_put
+from paddock.consensus.proposals import Waiters
 from paddock.consensus.server import ConsensusServer, OutcomeUnknown, ServerStopped, wait_for
-from paddock.consensus.types import NotLeader, Role
+from paddock.consensus.types import Entry, NotLeader, Role
 
 HOST = "127.0.0.1"
 TICK = 0.02
@@ -380,3 +381,33 @@ def test_benchmark_runs_and_reports(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "entries per leader fsync" in proc.stdout
+
+
+async def test_waiters_settle_by_index_and_term() -> None:
+    w = Waiters()
+    a = w.add_batch(first=5, term=2, n=3, leader=1)
+    b = w.add_batch(first=8, term=2, n=1, leader=1)
+    # Index 5 committed with our term, 6 with another leader's entry, 7 ours.
+    w.settle_applied([Entry(2, 4), Entry(2, 5), Entry(3, 6)], [None, "r5", "x"], leader=3)
+    assert not a.done()
+    w.settle_applied([Entry(2, 7), Entry(2, 8)], ["r7", "r8"], leader=3)
+    res = a.result()
+    assert res[0] == "r5" and res[2] == "r7"
+    assert type(res[1]) is NotLeader and res[1].leader == 3
+    assert b.result() == ["r8"]
+
+
+async def test_waiters_fail_unsettled_items_as_unknown() -> None:
+    w = Waiters()
+    a = w.add_batch(first=1, term=1, n=3, leader=1)
+    w.settle_applied([Entry(1, 1)], ["ok"], leader=1)
+    w.fail_batches(OutcomeUnknown(2))
+    res = a.result()
+    assert res[0] == "ok"
+    assert all(isinstance(r, OutcomeUnknown) and r.leader == 2 for r in res[1:])
+    # A batch appended at an index at or below a pending one means the log was
+    # cut back: the older batch's fate is unknown.
+    old = w.add_batch(first=10, term=1, n=2, leader=1)
+    new = w.add_batch(first=10, term=3, n=1, leader=1)
+    assert all(isinstance(r, OutcomeUnknown) for r in old.result())
+    assert not new.done()
