@@ -116,10 +116,14 @@ class RootGroup:
         return RootGroup(apps=apps, groups=groups, version=version)
 
     def with_apps(self, new_apps: Iterable[AppDefinition], version: str) -> RootGroup:
-        root = self
+        """Put many apps at once (one copy of the maps, not one per app)."""
+        apps = dict(self.apps)
+        groups = dict(self.groups)
         for app in new_apps:
-            root = root.with_app(app, version)
-        return replace(root, version=version)
+            apps[app.id] = app
+            for gid in ancestors(app.id):
+                groups[gid] = replace(groups.get(gid) or GroupInfo(gid), version=version)
+        return RootGroup(apps=apps, groups=groups, version=version)
 
     def without_app(self, app_id: str, version: str) -> RootGroup:
         apps = {k: v for k, v in self.apps.items() if k != app_id}
@@ -432,13 +436,15 @@ def apply_group_update(
         for old in root.child_apps(update.id):
             if old.id not in wanted:
                 root = root.without_app(old.id, version)
+        changed = []
         for app in update.apps:
             existing = root.app(app.id)
             if existing is not None and existing.model_dump(
                 exclude={"version", "version_info"}
             ) == app.model_dump(exclude={"version", "version_info"}):
                 continue
-            root = root.with_app(stamp(app), version)
+            changed.append(stamp(app))
+        root = root.with_apps(changed, version)
     if update.groups is not None:
         wanted_groups = {g.id for g in update.groups}
         for old_group in root.child_groups(update.id):

@@ -190,8 +190,23 @@ class InstantCore:
             raise KeyError(plan_id)
         for index, step in enumerate(plan.steps, 1):
             self.hooks.deployment_step_started(plan.id, index)
+            # One step's actions run "in parallel": read, kill and launch in batches.
+            current = self.store.instances_of([a.app for a in step.actions])
+            kills: list[Task] = []
+            launches: list[Task] = []
+            terminated: list[str] = []
             for action in step.actions:
-                self._apply(plan, action)
+                k, n = self._decide(plan, action, current.get(action.app, []))
+                kills += k
+                app = plan.target.app(action.app)
+                if app is not None and n:
+                    launches += self._new_tasks(app, n)
+                if action.action == "StopApplication":
+                    terminated.append(action.app)
+            self._kill(kills)
+            self._start(launches)
+            for app_id in terminated:
+                self.hooks.publish("app_terminated_event", {"appId": app_id})
         self.hooks.deployment_finished(plan.id, True)
 
     def fail(self, plan_id: str, reason: str = "failed") -> None:
@@ -199,36 +214,44 @@ class InstantCore:
             self._plans.pop(plan_id, None)
         self.hooks.deployment_finished(plan_id, False, reason)
 
-    def _apply(self, plan: DeploymentPlan, action: DeploymentAction) -> None:
+    def _decide(
+        self, plan: DeploymentPlan, action: DeploymentAction, current: list[Task]
+    ) -> tuple[list[Task], int]:
+        """Which tasks an action kills and how many it launches."""
         app = plan.target.app(action.app)
-        current = self.store.instances(action.app)
-        if action.action == "StopApplication":
-            self._kill(current)
-            self.hooks.publish("app_terminated_event", {"appId": action.app})
-        elif action.action == "RestartApplication" and app is not None:
-            self._kill(current)
-            self._launch(app, app.instances)
-        elif action.action == "ScaleApplication" and app is not None:
-            target = app.instances if action.scale_to is None else action.scale_to
-            sentenced = [t for t in current if t.id in action.kill_tasks]
-            self._kill(sentenced)
-            alive = [t for t in current if t.id not in action.kill_tasks]
-            if len(alive) > target:
-                chosen = set(
-                    select_kills(
-                        [(t.id, t.started_at or "") for t in alive],
-                        len(alive) - target,
-                        app.kill_selection,
-                    )
+        if action.action == "StopApplication" or app is None:
+            return current, 0
+        if action.action == "RestartApplication":
+            return current, app.instances
+        if action.action != "ScaleApplication":
+            return [], 0
+        target = app.instances if action.scale_to is None else action.scale_to
+        kills = [t for t in current if t.id in action.kill_tasks]
+        alive = [t for t in current if t.id not in action.kill_tasks]
+        if len(alive) > target:
+            chosen = set(
+                select_kills(
+                    [(t.id, t.started_at or "") for t in alive],
+                    len(alive) - target,
+                    app.kill_selection,
                 )
-                self._kill([t for t in alive if t.id in chosen])
-            elif len(alive) < target:
-                self._launch(app, target - len(alive))
+            )
+            kills += [t for t in alive if t.id in chosen]
+        return kills, max(0, target - len(alive))
 
     # -- tasks -----------------------------------------------------------------------
 
     def _launch(self, app: AppDefinition, count: int) -> None:
+        self._start(self._new_tasks(app, count))
+
+    def _start(self, tasks: list[Task]) -> None:
+        self.store.put_instances(tasks)
+        for task in tasks:
+            self._status_event(task, "TASK_RUNNING")
+
+    def _new_tasks(self, app: AppDefinition, count: int) -> list[Task]:
         now = self.clock()
+        launched = []
         for _ in range(count):
             unique = "%08x-%04x-%04x-%04x-%012x" % tuple(  # noqa: UP031 (uuid shape)
                 self.rng.getrandbits(bits) for bits in (32, 16, 16, 16, 48)
@@ -260,12 +283,12 @@ class InstantCore:
                 if app.health_checks
                 else [],
             )
-            self.store.put_instance(task)
-            self._status_event(task, "TASK_RUNNING")
+            launched.append(task)
+        return launched
 
     def _kill(self, tasks: list[Task]) -> None:
+        self.store.delete_instances(tasks)
         for task in tasks:
-            self.store.delete_instance(task.app_id, task.id)
             self._status_event(task, "TASK_KILLED")
 
     def _status_event(self, task: Task, status: str) -> None:

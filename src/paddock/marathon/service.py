@@ -305,21 +305,34 @@ class MarathonService:
         low, high = self.service_ports
         free = (p for p in range(low, high + 1) if p not in used)
         updated = dict(target.apps)
+
+        def take(previous: list[int], index: int) -> int:
+            port = _reuse(previous, index, used) or next(free, 0)
+            if not port:
+                raise Forbidden(f"No free service ports left in {low}-{high}")
+            used.add(port)
+            return port
+
         for app in sorted(changed, key=lambda a: a.id):
+            if 0 not in _service_ports(app):
+                continue
             old = original.app(app.id)
             previous = _service_ports(old) if old else []
-            new = app.model_copy(deep=True)
-            if new.port_definitions and not new.require_ports:
-                for i, pd in enumerate(new.port_definitions):
-                    if pd.port == 0:
-                        pd.port = _reuse(previous, i, used) or next(free)
-                        used.add(pd.port)
-            if new.container and new.container.port_mappings:
-                for i, m in enumerate(new.container.port_mappings):
-                    if m.service_port == 0:
-                        m.service_port = _reuse(previous, i, used) or next(free)
-                        used.add(m.service_port)
-            updated[app.id] = new
+            changes: dict[str, Any] = {}
+            if app.port_definitions and not app.require_ports:
+                changes["port_definitions"] = [
+                    pd.model_copy(update={"port": take(previous, i)}) if pd.port == 0 else pd
+                    for i, pd in enumerate(app.port_definitions)
+                ]
+            if app.container and app.container.port_mappings:
+                mappings = [
+                    m.model_copy(update={"service_port": take(previous, i)})
+                    if m.service_port == 0
+                    else m
+                    for i, m in enumerate(app.container.port_mappings)
+                ]
+                changes["container"] = app.container.model_copy(update={"port_mappings": mappings})
+            updated[app.id] = app.model_copy(update=changes)
         return replace(target, apps=updated)
 
     # -- apps ------------------------------------------------------------------------

@@ -368,12 +368,36 @@ class MarathonStore:
     # -- instances, failures, framework id -------------------------------------------
 
     def put_instance(self, task: Task) -> None:
-        path = self._p("instances", app_key(task.app_id), task.id)
-        data = _dump(task.to_json())
-        try:
-            self.client.set(path, data)
-        except NoNodeError:
-            self.client.create(path, data, makepath=True)
+        self.put_instances([task])
+
+    def put_instances(self, tasks: Iterable[Task]) -> None:
+        """Create or overwrite task records, pipelined (one round of requests for many)."""
+        records = [
+            (self._p("instances", app_key(t.app_id), t.id), _dump(t.to_json())) for t in tasks
+        ]
+        missing_dirs = []
+        existing = []
+        results = [(p, d, self.client.create_async(p, d)) for p, d in records]
+        for path, data, result in results:
+            try:
+                result.get()
+            except NodeExistsError:
+                existing.append((path, data))
+            except NoNodeError:  # the app's first task: its directory is missing
+                missing_dirs.append((path, data))
+        if missing_dirs:
+            dirs = sorted({p.rsplit("/", 1)[0] for p, _ in missing_dirs})
+            for result in [self.client.create_async(d, b"") for d in dirs]:
+                with contextlib.suppress(NodeExistsError):
+                    result.get()
+            retry = [(p, d, self.client.create_async(p, d)) for p, d in missing_dirs]
+            for path, data, result in retry:
+                try:
+                    result.get()
+                except NodeExistsError:
+                    existing.append((path, data))
+        for result in [self.client.set_async(p, d) for p, d in existing]:
+            result.get()
 
     def delete_instance(self, app_id: str, task_id: str) -> bool:
         try:
@@ -382,27 +406,46 @@ class MarathonStore:
             return False
         return True
 
+    def delete_instances(self, tasks: Iterable[Task]) -> None:
+        """Delete many task records, pipelined; records already gone are fine."""
+        results = [
+            self.client.delete_async(self._p("instances", app_key(t.app_id), t.id)) for t in tasks
+        ]
+        for result in results:
+            with contextlib.suppress(NoNodeError):
+                result.get()
+
     def instances(self, app_id: str) -> list[Task]:
-        base = self._p("instances", app_key(app_id))
-        try:
-            names = sorted(self.client.get_children(base))
-        except NoNodeError:
-            return []
-        results = [(n, self.client.get_async(f"{base}/{n}")) for n in names]
-        out = []
-        for _name, result in results:
+        return self.instances_of([app_id]).get(app_id, [])
+
+    def instances_of(self, app_ids: Iterable[str]) -> dict[str, list[Task]]:
+        """Task records of many apps with pipelined reads (apps without tasks map to [])."""
+        ids = sorted(set(app_ids))
+        listings = [
+            (a, self.client.get_children_async(self._p("instances", app_key(a)))) for a in ids
+        ]
+        reads = []
+        out: dict[str, list[Task]] = {}
+        for app_id, listing in listings:
+            out[app_id] = []
+            try:
+                names = sorted(listing.get())
+            except NoNodeError:
+                continue
+            base = self._p("instances", app_key(app_id))
+            reads += [(app_id, self.client.get_async(f"{base}/{n}")) for n in names]
+        for app_id, result in reads:
             try:
                 data, _ = result.get()
             except NoNodeError:
                 continue
-            out.append(Task.model_validate(json.loads(data.decode())))
+            out[app_id].append(Task.model_validate(json.loads(data.decode())))
         return out
 
     def all_instances(self) -> list[Task]:
-        out: list[Task] = []
-        for key in sorted(self.client.get_children(self._p("instances"))):
-            out += self.instances(key_app(key))
-        return out
+        keys = sorted(self.client.get_children(self._p("instances")))
+        by_app = self.instances_of(key_app(k) for k in keys)
+        return [t for app_id in sorted(by_app) for t in by_app[app_id]]
 
     def set_task_failure(self, failure: TaskFailure) -> None:
         path = self._p("task-failures", app_key(failure.app_id))
