@@ -96,7 +96,7 @@ class Agent:
         self.config = config
         self.store = CheckpointStore(config.work_dir)
         self.updates = StatusUpdateManager(
-            FileUpdateLog(self.store.updates_file, self.store.remove_task),
+            FileUpdateLog(self.store.updates_file, self.store.remove_task, self.store.deferred),
             retry_min=config.status_retry_min,
             retry_max=config.status_retry_max,
         )

@@ -7,7 +7,7 @@ from ``registration_backoff`` to ``registration_backoff_max``, reset by a
 ``REGISTERED``) and register again with the same agent id and the live tasks.
 A ``307`` is followed at once (a non-leading master names the leader).
 
-Calls to the master (``UPDATE``, ``PONG``, ``UNREGISTER``) go one at a time through a
+Calls to the master (``UPDATE``, ``PONG``, ``UNREGISTER``) go in batches through a
 queue, with the stream id of the current connection; calls made while disconnected are
 dropped (status updates are re-sent from their streams on the next ``REGISTERED``).
 """
@@ -104,25 +104,38 @@ class MasterLink:
         )
 
     async def _sender(self) -> None:
+        """Posts queued calls in batches: everything queued so far is made durable with one
+        round of fsyncs (group commit), then posted concurrently. Per task at most one
+        update is outstanding, so concurrency cannot reorder a task's stream."""
         while True:
-            call = await self._calls.get()
+            batch = [await self._calls.get()]
+            while not self._calls.empty():
+                batch.append(self._calls.get_nowait())
             try:
                 if self.stream_id is None:
                     continue
-                try:
-                    resp = await self._post(call)
-                except httpx.HTTPError as exc:
-                    log.debug("call %s failed: %s", call.get("type"), exc)
-                    continue
-                if resp.status_code != 202:
-                    log.warning(
-                        "master answered %d to %s: %s",
-                        resp.status_code,
-                        call.get("type"),
-                        resp.text[:200],
-                    )
+                if any(call.get("type") == "UPDATE" for call in batch):
+                    await self.agent.store.deferred.sync()
+                await asyncio.gather(*(self._post_one(call) for call in batch))
             finally:
-                self._calls.task_done()
+                for _ in batch:
+                    self._calls.task_done()
+
+    async def _post_one(self, call: dict[str, Any]) -> None:
+        if self.stream_id is None:
+            return
+        try:
+            resp = await self._post(call)
+        except httpx.HTTPError as exc:
+            log.debug("call %s failed: %s", call.get("type"), exc)
+            return
+        if resp.status_code != 202:
+            log.warning(
+                "master answered %d to %s: %s",
+                resp.status_code,
+                call.get("type"),
+                resp.text[:200],
+            )
 
     async def _retry_timer(self) -> None:
         loop = asyncio.get_running_loop()

@@ -4,7 +4,8 @@ Each task has one stream of updates in the order they happened.  Only the head o
 stream is outstanding: it is sent, then re-sent after ``retry_min`` seconds, doubling up
 to ``retry_max``, until the framework's acknowledgement (by uuid) arrives through the
 master; then the next update becomes the head and is sent at once.  Every update is
-written to the task's append-only log (fsynced) *before* anyone may send it, and every
+written to the task's append-only log before this class returns it for sending (the
+shell makes the log durable before the bytes leave: see ``DeferredSync``), and every
 acknowledgement is logged too, so an agent restart resumes each stream where it was.
 
 This class holds no sockets and no clock: callers pass ``now`` (a monotonic time) and
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from paddock.agent.checkpoint import append_jsonl, read_jsonl
+from paddock.agent.checkpoint import DeferredSync, append_jsonl, read_jsonl
 
 __all__ = ["TERMINAL_STATES", "StatusUpdateManager", "UpdateLog", "UpdateStream"]
 
@@ -51,12 +52,13 @@ class UpdateLog(Protocol):
 class FileUpdateLog:
     """``task.updates`` JSON-lines files: ``{"update": TaskStatus}`` / ``{"ack": uuid}``."""
 
-    def __init__(self, path_of: Any, remove: Any) -> None:
+    def __init__(self, path_of: Any, remove: Any, deferred: DeferredSync | None = None) -> None:
         self._path_of = path_of  # (fw, task) -> Path
         self._remove = remove
+        self._deferred = deferred  # None: fsync every record at once
 
     def append(self, key: TaskKey, record: dict[str, Any]) -> None:
-        append_jsonl(self._path_of(*key), record)
+        append_jsonl(self._path_of(*key), record, self._deferred)
 
     def load(self, key: TaskKey) -> list[dict[str, Any]]:
         path: Path = self._path_of(*key)
