@@ -329,7 +329,7 @@ class FrameworkMixin(MasterBase):
                 self.remove_offer(rec, rescind=False)
             for info in task_infos:
                 self._send_task_error(
-                    fw, info, "TASK_DROPPED" if missing else "TASK_ERROR", *problem
+                    fw, info, ("TASK_DROPPED" if fw.partition_aware else "TASK_LOST"), *problem
                 )
             return
         agent_id = recs[0].agent_id

@@ -1,0 +1,176 @@
+"""The master core in-process (no HTTP, no ZooKeeper): a registry stand-in that can lose
+its quorum, event streams read directly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from paddock.master.base import CallError, Unavailable
+from paddock.master.config import MasterConfig
+from paddock.master.core import Master
+from paddock.master.election import ZkUrl
+from paddock.master.registry import RegistryState, RegistryUnavailable
+from paddock.master.streams import EventStream
+from paddock.recordio import RecordIODecoder
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.state = RegistryState()
+        self.available = True
+        self.writes: list[dict] = []
+
+    async def write(self, cmd: dict) -> object:
+        if not self.available:
+            raise RegistryUnavailable("no quorum")
+        self.writes.append(cmd)
+        return self.state.apply_command(cmd)
+
+
+def drain(stream: EventStream) -> list[dict]:
+    dec = RecordIODecoder()
+    out = []
+    q = stream._queue
+    while not q.empty():
+        item = q.get_nowait()
+        if item is not None:
+            out += [json.loads(r) for r in dec.feed(item)]
+    return out
+
+
+@pytest.fixture
+async def master():
+    cfg = MasterConfig(zk=ZkUrl("h:1", "/m"), quorum=1, work_dir=Path("/nonexistent"), seed=1)
+    info = {"id": "M", "hostname": "h", "pid": "master@h:1", "version": "1.11.0",
+            "address": {"hostname": "h", "ip": "127.0.0.1", "port": 1}}  # fmt: skip
+    m = Master(cfg, info, FakeRegistry())  # type: ignore[arg-type]
+    m.start_acting()
+    yield m
+    await m.stop()
+
+
+def _res(cpus: float, mem: float) -> list[dict]:
+    return [
+        {"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
+        {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}},
+    ]
+
+
+async def _agent(m: Master, host: str = "a1", cpus: float = 4, mem: float = 4096):
+    stream = EventStream("agent", "")
+    call = {
+        "type": "REGISTER",
+        "register": {"agent_info": {"hostname": host, "resources": _res(cpus, mem)}},
+    }
+    agent = await m.register_agent(call, stream)
+    return agent, stream
+
+
+def _framework(m: Master, name: str, **info):
+    fw, _ = m.subscribe(
+        {"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "u", "name": name, **info}}},
+        None,
+    )
+    stream = EventStream("framework", fw.id)
+    m.attach_stream(fw, stream)
+    return fw, stream
+
+
+def _task(tid: str, agent_id: str, cpus: float, mem: float) -> dict:
+    return {"task_id": {"value": tid}, "agent_id": {"value": agent_id}, "name": tid,
+            "resources": _res(cpus, mem)}  # fmt: skip
+
+
+async def test_admission_needs_the_registry(master):
+    master.registry.available = False
+    with pytest.raises(Unavailable):
+        await _agent(master)
+    assert master.agents == {}
+    master.registry.available = True
+    agent, stream = await _agent(master)
+    assert agent.id in master.registry.state.admitted
+    assert drain(stream)[0]["type"] == "REGISTERED"
+
+
+async def test_accept_validation_and_launch(master):
+    agent, astream = await _agent(master, cpus=2, mem=1024)
+    fw, fstream = _framework(master, "fw")
+    assert master.allocate() == 1
+    events = drain(fstream)
+    assert [e["type"] for e in events] == ["SUBSCRIBED", "OFFERS"]
+    offer = events[1]["offers"]["offers"][0]
+    launch = {"type": "LAUNCH", "launch": {"task_infos": [
+        _task("big", agent.id, 3, 10), _task("ok", agent.id, 1, 512), _task("ok", agent.id, 0.1, 1),
+    ]}}  # fmt: skip
+    master.scheduler_call(
+        fw, {"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]], "operations": [launch]}}
+    )
+    updates = [e["update"]["status"] for e in drain(fstream) if e["type"] == "UPDATE"]
+    assert [(u["task_id"]["value"], u["state"]) for u in updates] == [
+        ("big", "TASK_ERROR"),
+        ("ok", "TASK_ERROR"),  # duplicate task id
+    ]
+    runs = [e for e in drain(astream) if e["type"] == "RUN_TASK"]
+    assert [r["run_task"]["task"]["task_id"]["value"] for r in runs] == ["ok"]
+    assert agent.used().get_scalar("cpus") == 1.0
+    # The offer is gone: accepting it again loses the tasks (not partition-aware).
+    master.scheduler_call(
+        fw, {"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]], "operations": [
+            {"type": "LAUNCH", "launch": {"task_infos": [_task("late", agent.id, 0.1, 1)]}}]}},
+    )  # fmt: skip
+    (late,) = [e["update"]["status"] for e in drain(fstream) if e["type"] == "UPDATE"]
+    assert (late["state"], late["reason"]) == ("TASK_LOST", "REASON_INVALID_OFFERS")
+
+
+async def test_framework_failover_and_stream_checks(master):
+    await _agent(master)
+    fw, s1 = _framework(master, "fw", failover_timeout=30)
+    finfo = {"user": "u", "name": "fw", "id": {"value": fw.id}}
+    call = {
+        "type": "SUBSCRIBE",
+        "framework_id": {"value": fw.id},
+        "subscribe": {"framework_info": finfo},
+    }
+    fw2, known = master.subscribe(call, None)
+    assert fw2 is fw and known
+    old = drain(s1)
+    assert old[-1] == {"type": "ERROR", "error": {"message": "Framework failed over"}}
+    assert s1.closed
+    s2 = EventStream("framework", fw.id)
+    master.attach_stream(fw, s2)
+    with pytest.raises(CallError) as err:
+        master.framework_for_call({"framework_id": {"value": fw.id}}, s1.id)
+    assert err.value.status == 400
+    assert master.framework_for_call({"framework_id": {"value": fw.id}}, s2.id) is fw
+    with pytest.raises(CallError) as err:
+        master.framework_for_call({"framework_id": {"value": "nope"}}, s2.id)
+    assert err.value.status == 403
+
+
+async def test_stop_acting_rescinds_and_refuses(master):
+    await _agent(master)
+    fw, stream = _framework(master, "fw")
+    master.allocate()
+    drain(stream)
+    master.stop_acting("test")
+    assert [e["type"] for e in drain(stream)] == ["RESCIND"]
+    assert master.offers == {}
+    assert master.allocate() == 0
+    with pytest.raises(Unavailable):
+        master.framework_for_call({"framework_id": {"value": fw.id}}, stream.id)
+    master.start_acting()
+    assert master.allocate() == 1
+
+
+async def test_two_frameworks_share_by_drf(master):
+    for i in range(4):
+        await _agent(master, f"a{i}", cpus=1, mem=1024)
+    _, s1 = _framework(master, "f1")
+    _, s2 = _framework(master, "f2")
+    master.allocate()
+    n1 = sum(len(e["offers"]["offers"]) for e in drain(s1) if e["type"] == "OFFERS")
+    n2 = sum(len(e["offers"]["offers"]) for e in drain(s2) if e["type"] == "OFFERS")
+    assert (n1, n2) == (2, 2)
