@@ -16,7 +16,9 @@ etcd's server: a leader's appends/heartbeats go out before its own write
 (Raft thesis §10.2.1: the core counts the leader towards a quorum only once
 ``advance`` reports the write durable), and committed entries, already durable
 on a quorum, are applied while the write runs. Everything a follower or voter
-sends still waits for its fsync. This takes two fsyncs off the commit latency.
+sends still waits for its fsync. This takes up to two fsync durations off the
+commit latency (the leader's and the follower's writes run concurrently; applying
+no longer waits for the next batch's write).
 
 Proposal outcomes. The leader appends a proposal at (index, term) and waits for
 that index to be applied:
@@ -37,7 +39,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -100,7 +102,6 @@ class ServerStats:
     write_seconds: float = 0.0
     #: Readies whose messages (leader appends) went out before their fsync.
     early_sends: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class ConsensusServer:
