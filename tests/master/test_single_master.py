@@ -18,8 +18,12 @@ def _zk(zk, path: str) -> str:
 
 
 async def test_subscribe_offer_launch_update_ack(zk, masters):
-    m = masters.start(_zk(zk, "single1"), 1, "m1", "--allocation-interval", "0.1s")
+    m = masters.start(
+        _zk(zk, "single1"), 1, "m1", "--allocation-interval", "0.1s", "--log-format", "json"
+    )
     wait_until(lambda: (m.metrics() or {}).get("master/elected") == 1.0, 30, "elected")
+    first = json.loads(m.log_path.read_text().splitlines()[0])
+    assert {"ts", "level", "logger", "msg"} <= set(first)
 
     agent = FakeAgent("host-a", "cpus:2;mem:1024")
     sched = Scheduler("fw1")
@@ -294,7 +298,7 @@ async def test_authentication_and_operator_api(zk, masters, tmp_path):
             )
             assert r.status_code == 200
             await agent.next("ERROR")
-            reg = (await c.get(m.url + "/registry")).json()
+            reg = (await c.get(m.url + "/registrar(1)/registry")).json()
             assert agent.agent_id in reg["gone"]
     finally:
         await sched.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -68,9 +69,13 @@ def authenticate(daemon: MasterDaemon, request: Request) -> str | None:
         principal, _, secret = decoded.partition(":")
     except (binascii.Error, UnicodeDecodeError):
         raise CallError(401, "Malformed basic authorization header") from None
-    if creds.get(principal) != secret:
+    if not _secret_matches(creds.get(principal), secret):
         raise CallError(401, f"Authentication failed for principal {principal!r}")
     return principal
+
+
+def _secret_matches(expected: str | None, given: str) -> bool:
+    return expected is not None and hmac.compare_digest(expected.encode(), given.encode())
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -243,6 +248,7 @@ def build_app(daemon: MasterDaemon) -> Starlette:
         Route("/metrics/snapshot", metrics_snapshot),
         Route("/metrics", metrics),
         Route("/registry", registry),
+        Route("/registrar(1)/registry", registry),
     ]
     return Starlette(routes=routes)
 
@@ -259,5 +265,7 @@ def _check_agent_credential(daemon: MasterDaemon, request: Request, call: dict[s
             return
         raise CallError(401, "Agent authentication required: send register.credential")
     principal = cred.get("principal")
-    if not isinstance(principal, str) or creds.get(principal) != str(cred.get("secret", "")):
+    if not isinstance(principal, str) or not _secret_matches(
+        creds.get(principal), str(cred.get("secret", ""))
+    ):
         raise CallError(401, f"Agent authentication failed for principal {principal!r}")
