@@ -156,6 +156,17 @@ class InstantCore:
         self._lock = threading.RLock()
         self._hooks: CoreHooks | None = None
         self.queue_entries: list[QueueEntry] = []  # tests may set what /v2/queue shows
+        # In-memory instance tracker (as a real scheduler keeps one), persisted to the
+        # store on every change and loaded from it on first use.
+        self._tasks: dict[str, dict[str, Task]] | None = None
+
+    def _tracker(self) -> dict[str, dict[str, Task]]:
+        with self._lock:
+            if self._tasks is None:
+                self._tasks = {}
+                for task in self.store.all_instances():
+                    self._tasks.setdefault(task.app_id, {})[task.id] = task
+            return self._tasks
 
     @property
     def hooks(self) -> CoreHooks:
@@ -191,7 +202,7 @@ class InstantCore:
         for index, step in enumerate(plan.steps, 1):
             self.hooks.deployment_step_started(plan.id, index)
             # One step's actions run "in parallel": read, kill and launch in batches.
-            current = self.store.instances_of([a.app for a in step.actions])
+            current = {a.app: self.tasks(a.app) for a in step.actions}
             kills: list[Task] = []
             launches: list[Task] = []
             terminated: list[str] = []
@@ -246,6 +257,10 @@ class InstantCore:
 
     def _start(self, tasks: list[Task]) -> None:
         self.store.put_instances(tasks)
+        tracker = self._tracker()
+        with self._lock:
+            for task in tasks:
+                tracker.setdefault(task.app_id, {})[task.id] = task
         for task in tasks:
             self._status_event(task, "TASK_RUNNING")
 
@@ -288,6 +303,10 @@ class InstantCore:
 
     def _kill(self, tasks: list[Task]) -> None:
         self.store.delete_instances(tasks)
+        tracker = self._tracker()
+        with self._lock:
+            for task in tasks:
+                tracker.get(task.app_id, {}).pop(task.id, None)
         for task in tasks:
             self._status_event(task, "TASK_KILLED")
 
@@ -308,10 +327,16 @@ class InstantCore:
         )
 
     def tasks(self, app_id: str | None = None) -> list[Task]:
-        return self.store.instances(app_id) if app_id else self.store.all_instances()
+        tracker = self._tracker()
+        with self._lock:
+            if app_id is not None:
+                return sorted(tracker.get(app_id, {}).values(), key=lambda t: t.id)
+            return [
+                t for a in sorted(tracker) for t in sorted(tracker[a].values(), key=lambda t: t.id)
+            ]
 
     def task_counts(self, app_id: str) -> TaskCounts:
-        tasks = self.store.instances(app_id)
+        tasks = self.tasks(app_id)
         running = [t for t in tasks if t.state == "TASK_RUNNING"]
         healthy = [
             t
@@ -329,7 +354,7 @@ class InstantCore:
         for app_id in sorted({t.app_id for t in tasks}):
             app = self.hooks.current_app(app_id)
             if app is not None:
-                missing = app.instances - len(self.store.instances(app_id))
+                missing = app.instances - len(self.tasks(app_id))
                 if missing > 0:
                     self._launch(app, missing)
         return tasks
