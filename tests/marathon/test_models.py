@@ -268,3 +268,35 @@ def test_port_names_and_duplicate_dependencies():
     assert got["/portDefinitions(1)/port"] == ["got 70000, expected 65535 or less"]
     assert got["/dependencies"] == ["Elements must be unique."]
     assert got["/healthChecks(0)/portIndex"] == ["got -1, expected 0 or more"]
+
+
+def test_resident_apps_get_residents_defaults():
+    app = checked_app(
+        {
+            "id": "/db",
+            "cmd": "postgres",
+            "container": {
+                "type": "MESOS",
+                "volumes": [{"containerPath": "data", "mode": "RW", "persistent": {"size": 100}}],
+            },
+        }
+    )
+    assert app.is_resident and app.unreachable_strategy == "disabled"
+    assert app.upgrade_strategy.minimum_health_capacity == 0.5
+    assert app.upgrade_strategy.maximum_over_capacity == 0.0
+    with pytest.raises(InvalidObject) as info:
+        checked_app(
+            {
+                "id": "/db",
+                "cmd": "postgres",
+                "residency": {},
+                "upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.5},
+                "unreachableStrategy": {"inactiveAfterSeconds": 1, "expungeAfterSeconds": 2},
+            }
+        )
+    got = details(info.value)
+    assert got["/upgradeStrategy/maximumOverCapacity"] == ["must be equal to 0.0"]
+    assert got["/"] == ["unreachableStrategy must be disabled for resident tasks"]
+    assert (
+        checked_app({"id": "/db", "cmd": "x", "residency": {}}).unreachable_strategy == "disabled"
+    )

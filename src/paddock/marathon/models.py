@@ -376,6 +376,12 @@ class AppDefinition(MarathonModel):
         skip = {"instances", "version", "version_info"}
         return self.model_dump(exclude=skip) == other.model_dump(exclude=skip)
 
+    @property
+    def is_resident(self) -> bool:
+        """Uses local persistent volumes (its tasks are pinned to their reservations)."""
+        volumes = self.container.volumes if self.container else []
+        return self.residency is not None or any(v.persistent is not None for v in volumes)
+
     def is_single_instance(self) -> bool:
         return self.labels.get(SINGLE_INSTANCE_LABEL) == "true"
 
@@ -477,8 +483,18 @@ def canonical_app(app: AppDefinition, base: str = "/") -> AppDefinition:
 
     Call after :func:`validate_app` succeeded (it reads what validation guarantees).
     """
+    given = set(app.model_fields_set)
     app = app.model_copy(deep=True)
     app.id = canonical_path(app.id, base)
+    if app.is_resident:
+        # Tasks pinned to their reservations cannot move or run beside themselves:
+        # Marathon's resident defaults.
+        if "unreachable_strategy" not in given:
+            app.unreachable_strategy = "disabled"
+        if "upgrade_strategy" not in given:
+            app.upgrade_strategy = UpgradeStrategy(
+                minimum_health_capacity=0.5, maximum_over_capacity=0.0
+            )
     parent = parent_path(app.id)
     app.dependencies = [canonical_path(d, parent) for d in app.dependencies]
 
@@ -598,6 +614,7 @@ def validate_app(app: AppDefinition, *, base: str = "/") -> list[Violation]:
     """Every Marathon rule ``app`` breaks (empty list: valid). Paths as Marathon renders them."""
     pairs: list[tuple[str, str]] = []
     add = pairs.append
+    given = app.model_fields_set
 
     # id
     if not app.id:
@@ -643,7 +660,7 @@ def validate_app(app: AppDefinition, *, base: str = "/") -> list[Violation]:
             add(("/upgradeStrategy/minimumHealthCapacity", "must be equal to 0.0"))
         if us.maximum_over_capacity != 0:
             add(("/upgradeStrategy/maximumOverCapacity", "must be equal to 0.0"))
-    if app.residency is not None and us.maximum_over_capacity != 0:
+    if app.is_resident and "upgrade_strategy" in given and us.maximum_over_capacity != 0:
         add(("/upgradeStrategy/maximumOverCapacity", "must be equal to 0.0"))
     if isinstance(app.unreachable_strategy, UnreachableEnabled):
         ur = app.unreachable_strategy
@@ -656,7 +673,7 @@ def validate_app(app: AppDefinition, *, base: str = "/") -> list[Violation]:
                     "inactiveAfterSeconds must be less or equal to expungeAfterSeconds",
                 )
             )
-        if app.residency is not None:
+        if app.is_resident and "unreachable_strategy" in given:
             add(("/", "unreachableStrategy must be disabled for resident tasks"))
 
     # constraints and dependencies
