@@ -30,6 +30,7 @@ from paddock.keeper.records import (
     ConnectRequest,
     CreateRequest,
     GetDataRequest,
+    SetDataRequest,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -399,4 +400,22 @@ def test_persistent_watch_fires_every_time(standalone, zk):
         (EventType_.NODE_CHILDREN_CHANGED, "/pw"),
         (EventType_.NODE_CHILDREN_CHANGED, "/pw"),
     ]
+    raw.close()
+
+
+def test_deep_pipeline_is_throttled_not_dropped(standalone, zk):
+    zk.create("/pipe", b"")
+    raw = RawClient(standalone.members[0].port)
+    n = 3000  # more than the per-connection outstanding limit
+    frames = b"".join(
+        raw.conn.encode_request(i + 1, SetDataRequest("/pipe", str(i).encode(), -1))
+        for i in range(n)
+    )
+    sender = threading.Thread(target=raw.sock.sendall, args=(frames,))
+    sender.start()
+    replies = [raw.next() for _ in range(n)]
+    sender.join(10)
+    assert [r.xid for r in replies] == list(range(1, n + 1))
+    assert all(r.err == 0 for r in replies)
+    assert replies[-1].record.stat.version == n
     raw.close()

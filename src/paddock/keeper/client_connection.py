@@ -39,6 +39,8 @@ _EXPIRED_PASSWD = bytes(16)
 _UNIMPLEMENTED = int(Code.UNIMPLEMENTED)
 _AUTH_FAILED = int(Code.AUTH_FAILED)
 _NOT_READ_ONLY = int(Code.NOT_READ_ONLY)
+#: Requests in flight on one connection before it stops being read.
+MAX_OUTSTANDING = 1000
 
 
 def _now_ms() -> int:
@@ -77,6 +79,8 @@ class ClientConnection(asyncio.Protocol):
         #: writes submitted and not yet answered, and the term the oldest was sent in
         self.inflight_writes = 0
         self.inflight_term = 0
+        self._throttled = False
+        self._write_paused = False
         self.out: list[bytes] = []
         self._flush_scheduled = False
         self._loop = asyncio.get_running_loop()
@@ -106,12 +110,12 @@ class ClientConnection(asyncio.Protocol):
         self.server.forget(self)
 
     def pause_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self._write_paused = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.resume_reading()
+        self._write_paused = False
+        self._update_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -214,6 +218,11 @@ class ClientConnection(asyncio.Protocol):
     def begin_ordered(self) -> _Slot:
         slot = _Slot()
         self.queue.append(slot)
+        if len(self.queue) >= MAX_OUTSTANDING and not self._throttled:
+            # Too many requests in flight on one connection: stop reading from it
+            # until replies drain (ZooKeeper's outstanding-requests throttle).
+            self._throttled = True
+            self._update_reading()
         return slot
 
     def complete(self, slot: _Slot, frame: bytes) -> None:
@@ -226,8 +235,20 @@ class ClientConnection(asyncio.Protocol):
             elif head.run is not None:
                 self.write(head.run())
             else:
-                return
+                break
             queue.popleft()
+        if self._throttled and len(queue) < MAX_OUTSTANDING // 2:
+            self._throttled = False
+            self._update_reading()
+
+    def _update_reading(self) -> None:
+        t = self.transport
+        if t is None or self.closed:
+            return
+        if self._throttled or self._write_paused:
+            t.pause_reading()
+        else:
+            t.resume_reading()
 
     def close_after_replies(self) -> None:
         if self.queue:
