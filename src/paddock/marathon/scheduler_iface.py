@@ -17,6 +17,22 @@ them. It makes the whole REST surface testable today; the scheduling half replac
 With ``auto_complete=False`` deployments wait until :meth:`InstantCore.complete` or
 :meth:`InstantCore.fail`, so tests can hold an app locked.
 
+Contract for a real scheduler:
+
+* ``start_deployment`` and ``cancel_deployment`` are called with the service's lock held:
+  they must only hand the plan over (enqueue) and return, never wait for work that calls
+  back into hooks from another thread.
+* Steps must be idempotent: after a failover the service calls ``start_deployment`` for
+  every stored plan, and the scheduler re-runs it from its first step (scale to N,
+  replace instances not yet on the target version), as Marathon does.
+* Report progress with ``hooks.deployment_step_started(plan_id, n)`` and the end with
+  ``hooks.deployment_finished(plan_id, success, reason)``; publish status, health and
+  instance events through ``hooks.publish`` with Marathon's event names and fields.
+* Persist task records with ``MarathonStore.put_instances``/``delete_instances`` and
+  failures with ``set_task_failure`` so a new leader finds them; keep the framework id
+  with ``set_framework_id``.
+* ``leader()`` is asked on every API request (the standby proxy): answer from memory.
+
 Threading: every method here may block (ZooKeeper reads/writes). The API calls core
 methods from worker threads, never from the event loop; a core calls hooks from any
 thread (hooks take the service's re-entrant lock).
