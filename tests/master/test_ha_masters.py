@@ -65,8 +65,11 @@ async def test_one_leader_lowest_znode_redirects_and_failover(ensemble, masters)
             r = await c.get(m.url + "/master/redirect")
             assert r.status_code == 307
             assert r.headers["location"] == f"//127.0.0.1:{leader.port}"
-            st = (await c.get(m.url + "/master/state")).json()
-            assert st["leader"] == f"master@127.0.0.1:{leader.port}"
+            r = await c.get(m.url + "/master/state")
+            assert r.status_code == 307
+            assert r.headers["location"] == f"//127.0.0.1:{leader.port}/master/state"
+            snap = (await c.get(m.url + "/metrics/snapshot")).json()
+            assert snap["master/elected"] == 0.0
 
     agent = FakeAgent("host-a", "cpus:2;mem:1024")
     sched = Scheduler("fw", failover_timeout=60)

@@ -176,23 +176,35 @@ def build_app(daemon: MasterDaemon) -> Starlette:
         except (CallError, Unavailable) as exc:
             return _error(exc)
 
+    # As in Mesos, the state endpoints of a non-leading master redirect to the leader
+    # (its /metrics/snapshot, /version and /master/health answer locally).
     async def state(request: Request) -> Response:
+        if not daemon.is_zk_leader():
+            return leader_location(daemon, request)
         return JSONResponse(master.state_json(daemon.leader_info()))
 
     async def state_summary(request: Request) -> Response:
+        if not daemon.is_zk_leader():
+            return leader_location(daemon, request)
         return JSONResponse(master.state_json(daemon.leader_info(), summary=True))
 
     async def frameworks(request: Request) -> Response:
+        if not daemon.is_zk_leader():
+            return leader_location(daemon, request)
         st = master.state_json(daemon.leader_info())
         return JSONResponse(
             {"frameworks": st["frameworks"], "completed_frameworks": st["completed_frameworks"]}
         )
 
     async def slaves(request: Request) -> Response:
+        if not daemon.is_zk_leader():
+            return leader_location(daemon, request)
         st = master.state_json(daemon.leader_info())
         return JSONResponse({"slaves": st["slaves"], "recovered_slaves": st["recovered_slaves"]})
 
     async def tasks(request: Request) -> Response:
+        if not daemon.is_zk_leader():
+            return leader_location(daemon, request)
         out = [t.to_classic() for t in master.all_tasks()]
         return JSONResponse({"tasks": out})
 
