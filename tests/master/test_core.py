@@ -174,3 +174,24 @@ async def test_two_frameworks_share_by_drf(master):
     n1 = sum(len(e["offers"]["offers"]) for e in drain(s1) if e["type"] == "OFFERS")
     n2 = sum(len(e["offers"]["offers"]) for e in drain(s2) if e["type"] == "OFFERS")
     assert (n1, n2) == (2, 2)
+
+
+async def test_subscribe_validation_and_suppressed_roles(master):
+    await _agent(master)
+    with pytest.raises(CallError) as err:
+        _framework(master, "bad", role="a b")
+    assert err.value.status == 400
+    fw, _ = _framework(master, "quiet")
+    call = {
+        "type": "SUBSCRIBE",
+        "subscribe": {"framework_info": fw.info, "suppressed_roles": ["*"]},
+    }
+    fw2, known = master.subscribe(call, None)
+    assert known and fw2 is fw
+    s2 = EventStream("framework", fw.id)
+    master.attach_stream(fw, s2)
+    assert master.allocate() == 0  # suppressed
+    call = {"type": "SUBSCRIBE", "subscribe": {"framework_info": fw.info}}
+    master.subscribe(call, None)
+    master.attach_stream(fw, EventStream("framework", fw.id))
+    assert master.allocate() == 1  # re-subscribing without suppressed roles revives

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from paddock.master.base import CallError, MasterBase
-from paddock.master.resources import UNRESERVED, Resources
+from paddock.master.resources import UNRESERVED, Resources, validate_role
 from paddock.master.state import Framework, OfferRecord, Task, vid
 from paddock.master.streams import EventStream
 
@@ -58,6 +58,15 @@ class FrameworkMixin(MasterBase):
         if principal is not None:
             info["principal"] = principal
         roles = framework_roles(info)
+        for r in roles:
+            try:
+                validate_role(r)
+            except ValueError as exc:
+                raise CallError(400, f"bad role in framework_info: {exc}") from None
+        raw_suppressed = sub.get("suppressed_roles")
+        if raw_suppressed is not None and not isinstance(raw_suppressed, list):
+            raise CallError(400, "'subscribe.suppressed_roles' must be a list")
+        suppressed = [r for r in raw_suppressed or [] if r in roles]
         fid = None
         if isinstance(info.get("id"), dict):
             fid = _id_of(info["id"], "framework_info.id")
@@ -86,6 +95,7 @@ class FrameworkMixin(MasterBase):
             if roles != fw.roles:
                 self.allocator.update_framework(fid, roles)
                 fw.roles = roles
+            self.allocator.revive(fid)  # SUBSCRIBE sets the suppressed roles afresh
         else:
             if fid is None:
                 fid = self.new_id("framework")
@@ -93,6 +103,9 @@ class FrameworkMixin(MasterBase):
             fw = Framework(fid, info, roles)
             self.frameworks[fid] = fw
             self.allocator.add_framework(fid, roles, active=False)
+        if suppressed:
+            self.allocator.suppress(fid, suppressed)
+        fw.suppressed = bool(suppressed)
         return fw, known
 
     def attach_stream(self, fw: Framework, stream: EventStream) -> None:
