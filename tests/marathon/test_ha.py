@@ -11,8 +11,8 @@ import pytest
 
 from paddock.marathon.api import create_api, instant_service
 from paddock.marathon.live_server import ServerThread
-from paddock.marathon.models import checked_app
 from paddock.marathon.scheduler_iface import LeaderInfo
+from paddock.marathon.validation import checked_app
 
 
 def test_a_stale_marathon_reloads_and_retries_instead_of_clobbering(zk_client, zk_base, zookeeper):

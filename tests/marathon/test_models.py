@@ -12,12 +12,10 @@ from paddock.marathon.models import (
     InvalidObject,
     app_id_from_task_id,
     canonical_path,
-    checked_app,
-    constraint_violation,
     make_task_id,
     parse_app,
-    validate_app,
 )
+from paddock.marathon.validation import checked_app, constraint_violation, validate_app
 
 OCFWEB = {
     "id": "/ocfweb/web",

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from paddock.marathon.groups import GroupInfo, RootGroup, parse_group_update
-from paddock.marathon.models import InvalidObject, VersionInfo, checked_app
+from paddock.marathon.models import (
+    InvalidObject,
+    VersionInfo,
+)
 from paddock.marathon.planner import (
     build_plan,
     instances_to_start,
@@ -15,6 +18,7 @@ from paddock.marathon.planner import (
     rolling_upgrade_timeline,
     select_kills,
 )
+from paddock.marathon.validation import checked_app
 
 V0, V1, V2 = "2020-01-01T00:00:00.000Z", "2020-01-02T00:00:00.000Z", "2020-01-03T00:00:00.000Z"
 

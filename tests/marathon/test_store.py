@@ -8,9 +8,14 @@ import pytest
 from kazoo.client import KazooClient
 
 from paddock.marathon.groups import GroupInfo
-from paddock.marathon.models import Task, TaskFailure, VersionInfo, checked_app
+from paddock.marathon.models import (
+    Task,
+    TaskFailure,
+    VersionInfo,
+)
 from paddock.marathon.planner import build_plan
 from paddock.marathon.store import ZNODE_LIMIT, MarathonStore, StoreConflict
+from paddock.marathon.validation import checked_app
 
 
 def version(n: int) -> str:

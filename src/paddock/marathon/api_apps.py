@@ -32,12 +32,12 @@ from paddock.marathon.models import (
     Task,
     Violation,
     canonical_path,
-    checked_app,
     load_json,
     task_id_prefix,
 )
 from paddock.marathon.planner import DeploymentPlan
 from paddock.marathon.service import MarathonService, NotFound
+from paddock.marathon.validation import checked_app
 
 router = APIRouter(tags=["apps"])
 ServiceDep = Depends(get_service)

@@ -36,8 +36,8 @@ from paddock.marathon.models import (
     parse_app,
     path_violations,
     prefix_violations,
-    validate_app,
 )
+from paddock.marathon.validation import validate_app
 
 
 @dataclass(frozen=True)

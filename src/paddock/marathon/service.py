@@ -26,6 +26,16 @@ from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
+from paddock.marathon.errors import (
+    AppLocked,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    MarathonApiError,
+    NotFound,
+    iso_ms,
+    parse_iso,
+)
 from paddock.marathon.events import EventBus
 from paddock.marathon.groups import GroupUpdate, RootGroup, apply_group_update, is_under
 from paddock.marathon.models import (
@@ -36,14 +46,28 @@ from paddock.marathon.models import (
     Violation,
     app_id_from_task_id,
     canonical_path,
-    checked_app,
     parent_path,
 )
 from paddock.marathon.planner import DeploymentPlan, build_plan, revert_root
 from paddock.marathon.scheduler_iface import MarathonCore
+from paddock.marathon.service_ports import NoFreePorts, assign_service_ports
 from paddock.marathon.store import MarathonStore, StoreConflict
+from paddock.marathon.validation import checked_app
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "AppLocked",
+    "BadRequest",
+    "Conflict",
+    "Forbidden",
+    "MarathonApiError",
+    "MarathonService",
+    "NotFound",
+    "RunningDeployment",
+    "iso_ms",
+    "parse_iso",
+]
 
 READ_ONLY_APP_FIELDS = (
     "version",
@@ -59,55 +83,6 @@ READ_ONLY_APP_FIELDS = (
     "taskStats",
     "tasksStats",
 )
-
-
-class MarathonApiError(Exception):
-    """An error with Marathon's status code and JSON body."""
-
-    status = 500
-
-    def __init__(self, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.extra = extra
-
-    def body(self) -> dict[str, Any]:
-        return {"message": self.message, **self.extra}
-
-
-class NotFound(MarathonApiError):
-    status = 404
-
-
-class Conflict(MarathonApiError):
-    status = 409
-
-
-class BadRequest(MarathonApiError):
-    status = 400
-
-
-class Forbidden(MarathonApiError):
-    status = 403
-
-
-class AppLocked(Conflict):
-    def __init__(self, deployment_ids: list[str]) -> None:
-        super().__init__(
-            "App is locked by one or more deployments. Override with the option "
-            "'?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'.",
-            deployments=[{"id": d} for d in deployment_ids],
-        )
-
-
-def iso_ms(moment: dt.datetime) -> str:
-    """Marathon's timestamp form: ``2020-01-01T00:00:00.000Z``."""
-    moment = moment.astimezone(dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def parse_iso(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 @dataclass
@@ -292,48 +267,10 @@ class MarathonService:
             log.warning("pruning old versions failed", exc_info=True)
 
     def _assign_service_ports(self, original: RootGroup, target: RootGroup) -> RootGroup:
-        """Give every port 0 (portDefinitions port / portMappings servicePort) a unique
-        service port from the range, keeping the ports an app already had."""
-        changed = [
-            a
-            for a in target.apps.values()
-            if original.app(a.id) is None or original.apps[a.id].version != a.version
-        ]
-        if not changed:
-            return target
-        used = {p for a in target.apps.values() for p in _service_ports(a) if p}
-        low, high = self.service_ports
-        free = (p for p in range(low, high + 1) if p not in used)
-        updated = dict(target.apps)
-
-        def take(previous: list[int], index: int) -> int:
-            port = _reuse(previous, index, used) or next(free, 0)
-            if not port:
-                raise Forbidden(f"No free service ports left in {low}-{high}")
-            used.add(port)
-            return port
-
-        for app in sorted(changed, key=lambda a: a.id):
-            if 0 not in _service_ports(app):
-                continue
-            old = original.app(app.id)
-            previous = _service_ports(old) if old else []
-            changes: dict[str, Any] = {}
-            if app.port_definitions and not app.require_ports:
-                changes["port_definitions"] = [
-                    pd.model_copy(update={"port": take(previous, i)}) if pd.port == 0 else pd
-                    for i, pd in enumerate(app.port_definitions)
-                ]
-            if app.container and app.container.port_mappings:
-                mappings = [
-                    m.model_copy(update={"service_port": take(previous, i)})
-                    if m.service_port == 0
-                    else m
-                    for i, m in enumerate(app.container.port_mappings)
-                ]
-                changes["container"] = app.container.model_copy(update={"port_mappings": mappings})
-            updated[app.id] = app.model_copy(update=changes)
-        return replace(target, apps=updated)
+        try:
+            return assign_service_ports(original, target, self.service_ports)
+        except NoFreePorts as exc:
+            raise Forbidden(str(exc)) from None
 
     # -- apps ------------------------------------------------------------------------
 
@@ -667,20 +604,6 @@ class MarathonService:
 
     def publish(self, event_type: str, payload: dict[str, Any]) -> None:
         self.bus.publish(event_type, payload)
-
-
-def _service_ports(app: AppDefinition | None) -> list[int]:
-    if app is None:
-        return []
-    if app.container and app.container.port_mappings:
-        return [m.service_port for m in app.container.port_mappings]
-    return [p.port for p in app.port_definitions or []]
-
-
-def _reuse(previous: list[int], index: int, used: set[int]) -> int:
-    if index < len(previous) and previous[index] and previous[index] not in used:
-        return previous[index]
-    return 0
 
 
 def _ancestor_ids(path: str) -> list[str]:

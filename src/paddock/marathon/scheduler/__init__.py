@@ -1,0 +1,2 @@
+"""Marathon's scheduling half: Mesos client, launch queue, offer matching, deployments,
+health checks, reconciliation, leader latch, and the daemon that ties them together."""
