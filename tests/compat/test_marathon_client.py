@@ -47,6 +47,7 @@ from marathon.models.events import (  # noqa: E402
 from marathon import MarathonClient  # noqa: E402
 from paddock.marathon.api import ApiSettings, create_api, instant_service  # noqa: E402
 from paddock.marathon.live_server import ServerThread  # noqa: E402
+from paddock.marathon.models import TaskFailure  # noqa: E402
 from paddock.marathon.scheduler_iface import InstantCore, QueueEntry  # noqa: E402
 from paddock.testing import zk_ensemble, zookeeper_unavailable_reason  # noqa: E402
 
@@ -153,6 +154,35 @@ def test_apps_create_list_get_update_scale_restart_delete(client):
         client.create_app("/bad", MarathonApp(cmd="x", cpus=0.0001, mem=-1))
     assert info.value.status_code == 422
     assert {d["path"] for d in info.value.error_details} == {"/cpus", "/mem"}
+
+
+def test_last_task_failure_and_embeds(client, marathon_server):
+    _, core = marathon_server
+    client.create_app("/flaky", MarathonApp(cmd="exit 1"))
+    [task] = client.list_tasks("/flaky")
+    core.store.set_task_failure(
+        TaskFailure(
+            app_id="/flaky",
+            task_id=task.id,
+            host=task.host,
+            message="Command exited with status 1",
+            state="TASK_FAILED",
+            slave_id=task.slave_id,
+            timestamp="2020-01-01T00:00:01.000Z",
+            version=task.version,
+        )
+    )
+    app = client.get_app("/flaky")
+    assert app.last_task_failure.state == "TASK_FAILED"
+    assert app.last_task_failure.timestamp.year == 2020
+    [listed] = client.list_apps(
+        app_id="/flaky",
+        embed_last_task_failure=True,
+        embed_readiness=True,
+        embed_deployments=True,
+        embed_task_stats=True,
+    )
+    assert listed.last_task_failure.task_id == task.id
 
 
 def test_tasks_list_and_kill(client):

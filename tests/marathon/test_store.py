@@ -113,7 +113,13 @@ def test_instances_failures_and_framework_id(store):
     assert [t.state for t in store.instances("/web")] == ["TASK_KILLING", "TASK_STAGING"]
     assert store.delete_instance("/web", "web.2") and not store.delete_instance("/web", "web.2")
     assert [t.id for t in store.all_instances()] == ["web.1"]
-    failure = TaskFailure(app_id="/web", task_id="web.2", message="boom", state="TASK_FAILED")
+    failure = TaskFailure(
+        app_id="/web",
+        task_id="web.2",
+        message="boom",
+        state="TASK_FAILED",
+        timestamp="2020-01-01T00:00:00.000Z",
+    )
     store.set_task_failure(failure)
     assert store.task_failure("/web") == failure
     store.clear_task_failure("/web")

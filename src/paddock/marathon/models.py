@@ -578,14 +578,17 @@ class Task(MarathonModel):
 
 
 class TaskFailure(MarathonModel):
-    """lastTaskFailure: the last TASK_FAILED/ERROR/... an app's task reported."""
+    """lastTaskFailure: the last TASK_FAILED/ERROR/... an app's task reported.
+
+    ``timestamp`` is required: clients parse it as a date (``2020-01-01T00:00:00.000Z``).
+    """
 
     app_id: str
+    timestamp: str
     host: str = ""
     message: str = ""
     state: str = "TASK_FAILED"
     task_id: str = ""
     instance_id: str | None = None
     slave_id: str | None = None
-    timestamp: str = ""
     version: str = ""
