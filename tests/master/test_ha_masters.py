@@ -41,6 +41,8 @@ async def test_one_leader_lowest_znode_redirects_and_failover(ensemble, masters)
     zk = KazooClient(hosts=ensemble.hosts)
     zk.start()
     try:
+        # Every master contends once it has found its registry peers.
+        wait_until(lambda: len(zk.get_children("/mesos")) == 4, 20, "3 json.info znodes")
         children = zk.get_children("/mesos")
         infos = sorted(c for c in children if c.startswith("json.info_"))
         assert set(children) == {*infos, "log_replicas"}
