@@ -440,3 +440,16 @@ async def test_old_versions_are_pruned_but_rollback_targets_stay(zk_client, zk_b
         ]
         r = await client.put("/v2/apps/p", json={"version": "2000-01-01T00:00:00.000Z"})
         assert r.status_code == 404
+
+
+async def test_apps_and_groups_cannot_share_ids(api):
+    client, _, _ = api
+    await client.post("/v2/apps", json={"id": "/a", "cmd": "x"})
+    r = await client.put("/v2/apps/a/b", json={"cmd": "x"})
+    assert r.status_code == 409 and r.json() == {"message": "An app with id [/a] already exists."}
+    await client.post("/v2/apps", json={"id": "/g/x", "cmd": "x"})
+    r = await client.put("/v2/apps/g", json={"cmd": "x"})
+    assert r.status_code == 409 and r.json() == {"message": "A group with id [/g] already exists."}
+    r = await client.post("/v2/groups", json={"id": "/a"})
+    assert r.status_code == 409
+    assert sorted(a["id"] for a in (await client.get("/v2/apps")).json()["apps"]) == ["/a", "/g/x"]

@@ -200,6 +200,10 @@ class MarathonService:
                 original = self._root
                 version = self.new_version()
                 target = change(original, version)
+                clash = sorted(set(target.apps) & set(target.groups))
+                if clash:
+                    kind = "An app" if clash[0] in original.apps else "A group"
+                    raise Conflict(f"{kind} with id [{clash[0]}] already exists.")
                 target = self._assign_service_ports(original, target)
                 cycle = target.dependency_cycle()
                 if cycle:
