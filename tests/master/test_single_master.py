@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import httpx
 import pytest
+from kazoo.client import KazooClient
 
 from .clients import FakeAgent, HttpStatusError, Scheduler, await_until, wait_until
 from .conftest import start_or_skip
@@ -175,6 +177,16 @@ async def test_decline_filter_suppress_revive_teardown(zk, masters):
             state = (await c.get(m.url + "/master/state")).json()
         assert state["frameworks"] == []
         assert state["completed_frameworks"][0]["id"] == sched.framework_id
+        # SIGTERM: a clean exit that also removes the json.info znode at once.
+        m.kill(signal.SIGTERM)
+        assert m.proc.returncode == 0
+        zkc = KazooClient(hosts=zk.hosts)
+        zkc.start()
+        try:
+            assert [c for c in zkc.get_children("/single2") if c.startswith("json.info_")] == []
+        finally:
+            zkc.stop()
+            zkc.close()
     finally:
         await sched.close()
         await agent.close()
