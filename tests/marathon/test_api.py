@@ -452,4 +452,19 @@ async def test_apps_and_groups_cannot_share_ids(api):
     assert r.status_code == 409 and r.json() == {"message": "A group with id [/g] already exists."}
     r = await client.post("/v2/groups", json={"id": "/a"})
     assert r.status_code == 409
-    assert sorted(a["id"] for a in (await client.get("/v2/apps")).json()["apps"]) == ["/a", "/g/x"]
+    apps = (await client.get("/v2/apps")).json()["apps"]
+    assert sorted(a["id"] for a in apps) == ["/a", "/g/x"]
+
+
+async def test_put_without_partial_update_replaces_the_definition(api):
+    client, _, _ = api
+    await client.post(
+        "/v2/apps", json={"id": "/full", "cmd": "x", "mem": 512, "labels": {"a": "b"}}
+    )
+    r = await client.put("/v2/apps/full?partialUpdate=false", json={"cmd": "y"})
+    assert r.status_code == 200
+    app = (await client.get("/v2/apps/full")).json()["app"]
+    assert (app["cmd"], app["mem"], app["labels"]) == ("y", 128.0, {})
+    await client.patch("/v2/apps/full", json={"mem": 256})
+    app = (await client.get("/v2/apps/full")).json()["app"]
+    assert (app["cmd"], app["mem"]) == ("y", 256.0)

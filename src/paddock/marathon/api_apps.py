@@ -345,19 +345,33 @@ def app_versions(app_id: str, service: MarathonService = ServiceDep) -> JSONResp
 
 
 @router.get("/v2/apps/{app_id:path}", responses={200: {"model": AppResponse}, **NOT_FOUND})
-def get_app(app_id: str, request: Request, service: MarathonService = ServiceDep) -> JSONResponse:
+def get_app(
+    app_id: str,
+    request: Request,
+    embed: list[str] = Query([], description="apps.tasks, apps.lastTaskFailure, apps.readiness"),
+    service: MarathonService = ServiceDep,
+) -> JSONResponse:
     """One app with its tasks, counts, deployments and last task failure."""
     app = _app_or_404(service, app_id)
     return JSONResponse({"app": render_app(service, app, embeds(request), single=True)})
 
 
 def _update(
-    request: Request, app_id: str, raw: bytes, service: MarathonService, force: bool
+    request: Request,
+    app_id: str,
+    raw: bytes,
+    service: MarathonService,
+    force: bool,
+    partial: bool = True,
 ) -> JSONResponse:
     body = json_object(raw)
     path = canonical_path(app_id)
     plan, created = service.update_app(
-        app_id, body, force=force, announce=lambda p: api_post_event(service, request, p, path)
+        app_id,
+        body,
+        force=force,
+        partial=partial,
+        announce=lambda p: api_post_event(service, request, p, path),
     )
     return deployment_result(plan, status=201 if created else 200)
 
@@ -392,8 +406,12 @@ def put_app(
     raw: bytes = BodyDep,
     service: MarathonService = ServiceDep,
 ) -> JSONResponse:
-    """Update (or create) an app; ``{"version": v}`` rolls back to a stored version."""
-    return _update(request, app_id, raw, service, force)
+    """Update (or create) an app; ``{"version": v}`` rolls back to a stored version.
+
+    With ``partialUpdate=false`` the body is the whole new definition (what it leaves out
+    takes Marathon's defaults); otherwise fields left out keep their values.
+    """
+    return _update(request, app_id, raw, service, force, partial=partialUpdate)
 
 
 @router.patch(

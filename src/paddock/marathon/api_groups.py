@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from paddock.marathon.api_apps import render_app
@@ -29,6 +29,7 @@ router = APIRouter(tags=["groups"])
 ServiceDep = Depends(get_service)
 BodyDep = Depends(raw_body)
 
+EMBED_DOC = "group.apps, group.groups, group.apps.tasks, ... (default: apps and groups)"
 GROUP_BODY_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -60,7 +61,11 @@ def _plan_response(plan: DeploymentPlan, dry_run: bool, status: int = 200) -> JS
 
 
 @router.get("/v2/groups", responses={200: {"model": GroupInfoDoc}})
-def root_group(request: Request, service: MarathonService = ServiceDep) -> JSONResponse:
+def root_group(
+    request: Request,
+    embed: list[str] = Query([], description=EMBED_DOC),
+    service: MarathonService = ServiceDep,
+) -> JSONResponse:
     """The root group with every app and group (``embed=group.apps|group.groups``)."""
     return JSONResponse(_group_json(service, "/", request))
 
@@ -142,7 +147,10 @@ def rollback_group(
 
 @router.get("/v2/groups/{group_id:path}", responses={200: {"model": GroupInfoDoc}, **NOT_FOUND})
 def get_group(
-    group_id: str, request: Request, service: MarathonService = ServiceDep
+    group_id: str,
+    request: Request,
+    embed: list[str] = Query([], description=EMBED_DOC),
+    service: MarathonService = ServiceDep,
 ) -> JSONResponse:
     """One group with its apps and subgroups."""
     return JSONResponse(_group_json(service, group_id, request))

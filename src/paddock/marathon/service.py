@@ -315,13 +315,15 @@ class MarathonService:
 
         return self.deploy(change, force=force, announce=announce)
 
-    def updated_app(self, app_id: str, body: dict[str, Any]) -> AppDefinition | None:
+    def updated_app(
+        self, app_id: str, body: dict[str, Any], *, partial: bool = True
+    ) -> AppDefinition | None:
         """The app after a PUT/PATCH body (None when the body is only a rollback version).
 
         Fields the body names replace the stored ones; the rest stay (Marathon's
         partial update). A body for an app that does not exist must be complete.
         """
-        existing = self._root.app(app_id)
+        existing = self._root.app(app_id) if partial else None
         merged: dict[str, Any] = {}
         if existing is not None:
             merged = existing.to_json()
@@ -343,6 +345,7 @@ class MarathonService:
         body: dict[str, Any],
         *,
         force: bool = False,
+        partial: bool = True,
         announce: Callable[[DeploymentPlan], None] | None = None,
     ) -> tuple[DeploymentPlan, bool]:
         """PUT/PATCH /v2/apps/{id}: returns the plan and whether the app was created."""
@@ -364,7 +367,7 @@ class MarathonService:
         if version_only:
             plan = self.rollback_app(app_id, str(body["version"]), force=force, announce=announce)
             return plan, False
-        app = self.updated_app(app_id, body)
+        app = self.updated_app(app_id, body, partial=partial)
         assert app is not None
         created = self._root.app(app_id) is None
 
