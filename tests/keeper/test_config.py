@@ -91,7 +91,5 @@ def test_load_file_and_environment(tmp_path):
 
 def test_client_port_from_the_server_line(tmp_path):
     (tmp_path / "myid").write_text("2")
-    cfg = parse_zoo_cfg(
-        f"dataDir={tmp_path}\nserver.1=h:1:2;2181\nserver.2=h:3:4;127.0.0.2:2182\n"
-    )
+    cfg = parse_zoo_cfg(f"dataDir={tmp_path}\nserver.1=h:1:2;2181\nserver.2=h:3:4;127.0.0.2:2182\n")
     assert (cfg.client_host, cfg.client_port) == ("127.0.0.2", 2182)
