@@ -227,7 +227,7 @@ class MarathonStore:
                 deployment.target.version,
                 [[a.to_record() for a in s.actions] for s in deployment.steps],
             )
-            tx.create(self._p("deployments", deployment.id), _dump(record.to_json()))
+            tx.create(self._p("deployments", deployment.id), _dump(record.to_json(), compress=True))
         results = tx.commit()
         failures = [r for r in results if isinstance(r, Exception)]
         if failures:
@@ -336,7 +336,7 @@ class MarathonStore:
                 data, _ = self.client.get(self._p("deployments", dep_id))
             except NoNodeError:
                 continue
-            out.append(StoredDeployment.from_json(json.loads(data.decode())))
+            out.append(StoredDeployment.from_json(_load(data)))
         return out
 
     def plan_of(self, stored: StoredDeployment) -> DeploymentPlan:
@@ -354,9 +354,9 @@ class MarathonStore:
     def set_deployment_step(self, dep_id: str, current_step: int) -> None:
         path = self._p("deployments", dep_id)
         data, stat = self.client.get(path)
-        record = json.loads(data.decode())
+        record = _load(data)
         record["currentStep"] = current_step
-        self.client.set(path, _dump(record), version=stat.version)
+        self.client.set(path, _dump(record, compress=True), version=stat.version)
 
     def remove_deployment(self, dep_id: str) -> bool:
         try:
@@ -481,8 +481,22 @@ class MarathonStore:
             self.client.create(path, framework_id.encode(), makepath=True)
 
 
-def _dump(obj: Any) -> bytes:
+COMPRESS_ABOVE = 64 * 1024
+
+
+def _dump(obj: Any, *, compress: bool = False) -> bytes:
+    """JSON bytes; with ``compress`` a large record is zlib-compressed (a deployment of
+    thousands of apps lists every action). Raises ValueError past the znode limit."""
     data = json.dumps(obj, separators=(",", ":")).encode()
+    if compress and len(data) > COMPRESS_ABOVE:
+        data = zlib.compress(data, 6)
     if len(data) >= ZNODE_LIMIT:
         raise ValueError(f"record of {len(data)} bytes exceeds the znode limit")
     return data
+
+
+def _load(data: bytes) -> Any:
+    """Read what _dump wrote: JSON text starts with "{", anything else is zlib."""
+    if data[:1] != b"{":
+        data = zlib.decompress(data)
+    return json.loads(data.decode())
