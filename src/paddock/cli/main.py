@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from paddock import __version__
-from paddock.cli import agent_cmd, consensus_cmd, keeper_cmd, master_cmd, sim_cmd
+from paddock.cli import agent_cmd, consensus_cmd, keeper_cmd, marathon_cmd, master_cmd, sim_cmd
 
 app = typer.Typer(
     help="paddock: a highly available cluster manager.",
@@ -17,6 +17,9 @@ app.add_typer(consensus_cmd.app, name="consensus", help="Run and inspect consens
 app.command("keeper", help="Run a keeper server (ZooKeeper-compatible).")(keeper_cmd.keeper)
 app.command("agent", help="Run an agent that runs tasks for the masters.")(agent_cmd.agent)
 app.command("master", help="Run a master (Mesos-compatible, HA via ZooKeeper).")(master_cmd.master)
+app.command("marathon", help="Run marathon (keeps apps running; HA via ZooKeeper).")(
+    marathon_cmd.marathon
+)
 
 
 @app.command()

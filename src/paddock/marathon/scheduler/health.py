@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from paddock.marathon.models import HealthCheck, HealthCheckResult, ReadinessCheck
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,10 +48,10 @@ class HealthState:
             if self.first_success is None:
                 self.first_success = now_iso
             return before is not True, False
-        in_grace = self.first_success is None and now - self.started < self.check.grace_period_seconds
+        grace = self.check.grace_period_seconds
+        in_grace = self.first_success is None and now - self.started < grace
         if in_grace:
             # Ignored: not counted, and health stays unknown (Marathon shows no result).
-            self.last_failure_cause = cause
             return False, False
         self.consecutive_failures += 1
         self.last_failure = now_iso
@@ -84,9 +87,7 @@ async def probe_http(
     library state to share between hundreds of concurrent probes."""
 
     async def go() -> tuple[int, str]:
-        reader, writer = await asyncio.open_connection(
-            host, port, ssl=_INSECURE if https else None
-        )
+        reader, writer = await asyncio.open_connection(host, port, ssl=_INSECURE if https else None)
         try:
             request = (
                 f"GET {path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\n"
@@ -113,7 +114,7 @@ async def probe_http(
 
 
 async def probe_tcp(host: str, port: int, timeout: float) -> str:
-    """"" when a TCP connection opens within ``timeout``, else the cause."""
+    """ "" when a TCP connection opens within ``timeout``, else the cause."""
     try:
         _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except TimeoutError:
@@ -228,9 +229,7 @@ class HealthChecker:
             try:
                 self.listener(instance_id, index, st, changed, kill)
             except Exception:  # a listener bug must not stop checking
-                import logging
-
-                logging.getLogger(__name__).exception("health listener failed")
+                log.exception("health listener failed")
             await asyncio.sleep(max(0.05, float(st.check.interval_seconds)))
 
 
