@@ -293,6 +293,14 @@ async def test_authentication_and_operator_api(zk, masters, tmp_path):
             r = await c.post(m.url + "/api/v1", json={"type": "GET_STATE"})
             st = r.json()["get_state"]
             assert set(st) >= {"get_tasks", "get_frameworks", "get_agents", "get_executors"}
+            weights = {"weight_infos": [{"role": "web", "weight": 2.5}]}
+            r = await c.post(
+                m.url + "/api/v1", json={"type": "UPDATE_WEIGHTS", "update_weights": weights}
+            )
+            assert r.status_code == 200
+            r = await c.post(m.url + "/api/v1", json={"type": "GET_WEIGHTS"})
+            assert r.json()["get_weights"]["weight_infos"] == [{"role": "web", "weight": 2.5}]
+            assert (await c.get(m.url + "/registry")).json()["weights"] == {"web": 2.5}
             r = await c.post(m.url + "/api/v1", json={"type": "NOPE"})
             assert r.status_code == 400
             summary = (await c.get(m.url + "/master/state-summary")).json()

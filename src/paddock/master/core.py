@@ -9,7 +9,9 @@ import time
 from typing import Any
 
 from paddock.master.agents import AgentMixin
+from paddock.master.base import Unavailable
 from paddock.master.frameworks import FrameworkMixin
+from paddock.master.registry import RegistryUnavailable
 from paddock.master.state import TERMINAL_STATES
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,8 @@ class Master(FrameworkMixin, AgentMixin):
         if first:
             self.elected_time = time.time()
             assert self.registry is not None
+            if self.registry.state.weights:
+                self.allocator.update_weights(self.registry.state.weights)
             for aid, info in self.registry.state.admitted.items():
                 if aid not in self.agents:
                     self.recovered_agents[aid] = info
@@ -39,6 +43,15 @@ class Master(FrameworkMixin, AgentMixin):
         else:
             log.info("registry quorum is back: acting as leader again")
         self.kick_allocation()
+
+    async def update_weights(self, weights: dict[str, float]) -> None:
+        """Role weights are in the registry (they survive failover), then in the allocator."""
+        assert self.registry is not None
+        try:
+            await self.registry.write({"op": "weights", "weights": weights})
+        except RegistryUnavailable as exc:
+            raise Unavailable(str(exc)) from None
+        self.allocator.update_weights(weights)
 
     def stop_acting(self, why: str) -> None:
         """Stop offering, launching and admitting at once (streams stay open)."""

@@ -10,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from paddock.master.base import CallError
+from paddock.master.resources import validate_role
 from paddock.master.state import vid
 
 if TYPE_CHECKING:
@@ -133,6 +134,28 @@ async def operator_call(daemon: MasterDaemon, call: dict[str, Any]) -> dict[str,
                 "get_agents": get_agents(daemon),
             },
         }
+    if t == "GET_WEIGHTS":
+        reg = m.registry.state.weights if m.registry is not None else {}
+        ws = [{"role": r, "weight": w} for r, w in sorted(reg.items())]
+        return {"type": t, "get_weights": {"weight_infos": ws}}
+    if t == "UPDATE_WEIGHTS":
+        body = call.get("update_weights") or {}
+        infos = body.get("weight_infos") if isinstance(body, dict) else None
+        if not isinstance(infos, list):
+            raise CallError(400, "Expecting 'update_weights.weight_infos'")
+        weights: dict[str, float] = {}
+        for w in infos:
+            try:
+                role, weight = str(w["role"]), float(w["weight"])
+                validate_role(role)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CallError(400, f"bad weight info {w!r}: {exc}") from None
+            if not weight > 0:
+                raise CallError(400, f"weight of {role!r} must be positive")
+            weights[role] = weight
+        m.require_acting()
+        await m.update_weights(weights)
+        return {}
     if t == "MARK_AGENT_GONE":
         body = call.get("mark_agent_gone") or {}
         aid = (body.get("agent_id") or {}).get("value") if isinstance(body, dict) else None
