@@ -159,3 +159,12 @@ def test_event_stream_filters_light_plans_and_streams_through_a_standby(leader_a
         "app": "/streamed",
     }
     assert info["currentStep"]["actions"]
+    # The client hung up: the standby closes its upstream stream and the leader drops the
+    # subscription (no leaked subscribers).
+    with httpx.Client(base_url=leader_srv.url, timeout=10) as leader:
+        for _ in range(250):
+            gauges = leader.get("/metrics").json()["gauges"]
+            if gauges["marathon.http.event-streams.active.gauge"]["value"] == 0:
+                break
+            threading.Event().wait(0.02)
+        assert gauges["marathon.http.event-streams.active.gauge"]["value"] == 0
