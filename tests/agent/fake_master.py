@@ -166,7 +166,7 @@ class FakeMaster:
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> FakeMaster:
-        sock = socket.socket()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
         self.port = sock.getsockname()[1]

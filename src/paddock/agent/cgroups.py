@@ -3,7 +3,8 @@
 Mesos's ``cgroups/cpu,cgroups/mem`` isolators put each container in
 ``/sys/fs/cgroup/<controller>/<cgroups_root>/<container>`` with ``cpu.shares`` =
 1024 x cpus and ``memory.limit_in_bytes`` = mem.  We do the same, per task.  The child
-moves itself into its cgroups before ``exec`` (so nothing it forks escapes), and when the
+moves itself into its cgroups before ``exec`` (so nothing it forks escapes; see
+``tasks.cgroup_join_wrapper``), and when the
 task ends every process still in the cgroup is killed and the cgroup removed.
 
 Anything that fails here (no cgroup v1 hierarchy, not root, read-only sysfs) is reported
@@ -195,17 +196,3 @@ class CgroupManager:
             TaskCgroup({c: r / n for c, r in self.controllers.items() if (r / n).is_dir()})
             for n in sorted(names)
         ]
-
-
-def join_cgroups_in_child(procs_files: list[str]) -> None:
-    """``preexec_fn``: move the forked child into its cgroups before exec."""
-    pid = str(os.getpid())
-    for f in procs_files:
-        try:
-            fd = os.open(f, os.O_WRONLY)
-            try:
-                os.write(fd, pid.encode())
-            finally:
-                os.close(fd)
-        except OSError:
-            pass  # best effort: the task runs unconfined rather than not at all

@@ -221,12 +221,29 @@ class CheckpointStore:
         return self.task_dir(framework_id, task_id) / "task.updates"
 
     def remove_task(self, framework_id: str, task_id: str) -> None:
+        """Forget a task: one rename now (out of the tree that recovery reads), the
+        deleting later in a worker thread (unlinks cost milliseconds each under load)."""
         d = self.task_dir(framework_id, task_id)
-        shutil.rmtree(d, ignore_errors=True)
-        fw_tasks = d.parent
-        with contextlib.suppress(OSError):
-            fw_tasks.rmdir()
-            fw_tasks.parent.rmdir()
+        trash = self.root / "trash"
+        trash.mkdir(parents=True, exist_ok=True)
+        target = trash / f"{framework_id}.{task_id}.{os.urandom(6).hex()}"
+        try:
+            os.rename(d, target)
+        except FileNotFoundError:
+            return
+        self.deferred.dirty.discard(d / "task.json")
+        self.deferred.dirty.discard(d / "task.updates")
+        self.deferred.dirty.discard(d)
+        try:
+            asyncio.get_running_loop().run_in_executor(None, self.empty_trash)
+        except RuntimeError:  # no loop (tests, recovery): delete now
+            self.empty_trash()
+
+    def empty_trash(self) -> None:
+        trash = self.root / "trash"
+        with contextlib.suppress(FileNotFoundError):
+            for entry in list(trash.iterdir()):
+                shutil.rmtree(entry, ignore_errors=True)
 
     def iter_tasks(self) -> Iterator[tuple[str, str, dict[str, Any] | None]]:
         """Every checkpointed task: (framework id, task id, task.json or None)."""

@@ -140,6 +140,7 @@ class Agent:
         """Read the checkpoint: agent id, live tasks (whose processes a previous run
         left: killed, since reattaching is not implemented yet) and update streams."""
         self.config.work_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.store.empty_trash)
         self.cgroups.detect(self.config.cgroups_enabled)
         if not self.cgroups.available:
             log.warning("cgroups unavailable, tasks run without limits: %s", self.cgroups.reason)

@@ -35,6 +35,7 @@ __all__ = ["AGENT_API_PATH", "STREAM_ID_HEADER", "MasterLink"]
 AGENT_API_PATH = "/paddock/v1/agent"
 STREAM_ID_HEADER = "Paddock-Agent-Stream-Id"
 MAX_REDIRECTS_IN_A_ROW = 3
+MAX_CONCURRENT_CALLS = 8
 
 
 class MasterLink:
@@ -116,7 +117,11 @@ class MasterLink:
                     continue
                 if any(call.get("type") == "UPDATE" for call in batch):
                     await self.agent.store.deferred.sync()
-                await asyncio.gather(*(self._post_one(call) for call in batch))
+                # A few posts at a time: httpx's pool gets slow (quadratic) with hundreds
+                # of connections, and a few keep-alive connections carry the load.
+                for i in range(0, len(batch), MAX_CONCURRENT_CALLS):
+                    chunk = batch[i : i + MAX_CONCURRENT_CALLS]
+                    await asyncio.gather(*(self._post_one(call) for call in chunk))
             finally:
                 for _ in batch:
                     self._calls.task_done()

@@ -59,7 +59,9 @@ class AgentServer:
 
     async def start(self) -> None:
         """Bind, recover, begin serving and connecting. Raises OSError if the port is taken."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when
+        # the listening socket says so (proto 0 means a 40 ms delayed-ACK stall per response).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.config.ip, self.config.port))

@@ -14,6 +14,7 @@ send what the methods return.  ``next_deadline()`` tells the shell when to call 
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,10 @@ class StatusUpdateManager:
         self.retry_min = retry_min
         self.retry_max = retry_max
         self.streams: dict[TaskKey, UpdateStream] = {}
+        #: (retry time, sequence, task) per armed head; entries whose stream moved on are
+        #: skipped when they surface (so due/next_deadline cost O(log n), not O(tasks)).
+        self._timers: list[tuple[float, int, TaskKey]] = []
+        self._seq = 0
         self.sending_enabled = False
         self.counters = {"valid_acks": 0, "invalid_acks": 0, "sent": 0, "retried": 0}
 
@@ -181,8 +186,16 @@ class StatusUpdateManager:
             self.counters["retried"] += 1
         stream.sent_at = now
         stream.next_retry = now + stream.interval
+        self._seq += 1
+        heapq.heappush(self._timers, (stream.next_retry, self._seq, stream.key))
         self.counters["sent"] += 1
         return [stream.head]
+
+    def _armed(self, when: float, key: TaskKey) -> UpdateStream | None:
+        stream = self.streams.get(key)
+        if stream is None or stream.next_retry != when:
+            return None
+        return stream
 
     def connected(self, now: float) -> list[tuple[TaskKey, dict[str, Any]]]:
         """The master connection is (re)established: send every head now."""
@@ -195,6 +208,7 @@ class StatusUpdateManager:
     def disconnected(self) -> None:
         """No master: stop the retry timers (heads are re-sent on reconnection)."""
         self.sending_enabled = False
+        self._timers.clear()
         for stream in self.streams.values():
             stream.sent_at = stream.next_retry = None
 
@@ -203,14 +217,20 @@ class StatusUpdateManager:
         out: list[tuple[TaskKey, dict[str, Any]]] = []
         if not self.sending_enabled:
             return out
-        for key, stream in self.streams.items():
-            if stream.next_retry is not None and stream.next_retry <= now:
+        while self._timers and self._timers[0][0] <= now:
+            when, _, key = heapq.heappop(self._timers)
+            stream = self._armed(when, key)
+            if stream is not None:
                 out += [(key, s) for s in self._send_head(stream, now, first=False)]
         return out
 
     def next_deadline(self) -> float | None:
-        times = [s.next_retry for s in self.streams.values() if s.next_retry is not None]
-        return min(times) if times else None
+        while self._timers:
+            when, _, key = self._timers[0]
+            if self._armed(when, key) is not None:
+                return when
+            heapq.heappop(self._timers)
+        return None
 
     def unacknowledged(self) -> list[dict[str, Any]]:
         """Every update not yet acknowledged, stream by stream in order."""
