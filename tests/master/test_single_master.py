@@ -9,7 +9,14 @@ import httpx
 import pytest
 from kazoo.client import KazooClient
 
-from .clients import FakeAgent, HttpStatusError, Scheduler, await_until, wait_until
+from .clients import (
+    EventStreamClient,
+    FakeAgent,
+    HttpStatusError,
+    Scheduler,
+    await_until,
+    wait_until,
+)
 from .conftest import start_or_skip
 
 pytestmark = pytest.mark.timeout(120)
@@ -423,5 +430,37 @@ async def test_reregistering_agent_reconciles_tasks_it_did_not_report(zk, master
         finally:
             await again.close()
     finally:
+        await sched.close()
+        await agent.close()
+
+
+class OperatorStream(EventStreamClient):
+    path = "/api/v1"
+
+
+async def test_operator_subscribe_stream(zk, masters):
+    m = masters.start(_zk(zk, "single6"), 1, "m1", "--allocation-interval", "0.1s")
+    op = OperatorStream()
+    agent = FakeAgent("host-o", "cpus:1;mem:512")
+    sched = Scheduler("fw-o")
+    try:
+        await op.open(m.url, {"type": "SUBSCRIBE"})
+        sub = await op.next("SUBSCRIBED")
+        assert sub["subscribed"]["get_state"]["get_agents"]["agents"] == []
+        await agent.register(m.url)
+        added = await op.next("AGENT_ADDED")
+        assert added["agent_added"]["agent"]["agent_info"]["hostname"] == "host-o"
+        await sched.subscribe(m.url)
+        fw = await op.next("FRAMEWORK_ADDED")
+        assert fw["framework_added"]["framework"]["framework_info"]["name"] == "fw-o"
+        offer = (await sched.next("OFFERS"))["offers"]["offers"][0]
+        await sched.launch(offer, "t1", 0.5, 64)
+        task = await op.next("TASK_ADDED")
+        assert task["task_added"]["task"]["task_id"]["value"] == "t1"
+        await agent.update(sched.framework_id, "t1", "TASK_RUNNING")
+        upd = await op.next("TASK_UPDATED")
+        assert upd["task_updated"]["state"] == "TASK_RUNNING"
+    finally:
+        await op.close()
         await sched.close()
         await agent.close()

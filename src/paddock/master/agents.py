@@ -22,6 +22,7 @@ from paddock.master.registry import RegistryError, RegistryUnavailable
 from paddock.master.resources import Resources
 from paddock.master.state import Agent, Framework, Task, vid
 from paddock.master.streams import EventStream
+from paddock.master.views import agent_entry
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class AgentMixin(MasterBase):
             stream.send({"type": "RECONCILE", "reconcile": {"tasks": items}})
         self.counters["agents_registered" if old is None else "agents_reregistered"] += 1
         log.info("agent %s (%s) registered", agent_id, agent.hostname)
+        self.publish({"type": "AGENT_ADDED", "agent_added": {"agent": agent_entry(self, agent)}})
         self.kick_allocation([agent_id])
         return agent
 
@@ -347,6 +349,7 @@ class AgentMixin(MasterBase):
         if agent.id in self.allocator.agent_ids():
             self.allocator.remove_agent(agent.id)
         self.agents.pop(agent.id, None)
+        self.publish({"type": "AGENT_REMOVED", "agent_removed": {"agent_id": vid(agent.id)}})
 
     async def reregister_deadline(self) -> None:
         """Admitted agents that do not re-register after a failover become unreachable."""

@@ -23,6 +23,7 @@ from starlette.routing import Route
 from paddock.master.base import CallError, Unavailable
 from paddock.master.operator_api import operator_call
 from paddock.master.streams import EventStream
+from paddock.master.views import get_state
 
 if TYPE_CHECKING:
     from paddock.master.daemon import MasterDaemon
@@ -167,6 +168,11 @@ def build_app(daemon: MasterDaemon) -> Starlette:
             return _text(405, "Expecting 'POST'", {"Allow": "POST"})
         try:
             call = await _json_body(request)
+            if call.get("type") == "SUBSCRIBE":
+                blocked = gate(daemon, request)
+                if blocked is not None:
+                    return blocked
+                return _operator_stream(daemon)
             local = call.get("type") in ("GET_HEALTH", "GET_VERSION", "GET_FLAGS")
             if not local:
                 blocked = gate(daemon, request)
@@ -263,6 +269,24 @@ def build_app(daemon: MasterDaemon) -> Starlette:
         Route("/registrar(1)/registry", registry),
     ]
     return Starlette(routes=routes)
+
+
+def _operator_stream(daemon: MasterDaemon) -> Response:
+    """Operator SUBSCRIBE: the full state first, then events as they happen."""
+    master = daemon.master
+    stream = EventStream("operator", "operator")
+    master.operator_streams.add(stream)
+    stream.on_closed = master.operator_streams.discard
+    stream.send(
+        {
+            "type": "SUBSCRIBED",
+            "subscribed": {
+                "get_state": get_state(master),
+                "heartbeat_interval_seconds": daemon.config.heartbeat_interval,
+            },
+        }
+    )
+    return _stream_response(stream, "Mesos-Stream-Id")
 
 
 def _check_agent_credential(daemon: MasterDaemon, request: Request, call: dict[str, Any]) -> None:

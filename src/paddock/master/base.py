@@ -26,6 +26,7 @@ from paddock.master.config import MESOS_VERSION, MasterConfig
 from paddock.master.registry import Registry
 from paddock.master.resources import Resources
 from paddock.master.state import Agent, Framework, OfferRecord, Task, vid
+from paddock.master.streams import EventStream
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class MasterBase:
         self._alloc_handle: asyncio.Handle | None = None
         self.counters: Counter[str] = Counter()
         self.loop_tasks: list[asyncio.Task[Any]] = []
+        self.operator_streams: set[EventStream] = set()
 
     # ------------------------------------------------------------------ ids, time
     def now(self) -> float:
@@ -84,6 +86,12 @@ class MasterBase:
     def require_acting(self) -> None:
         if not self.acting:
             raise Unavailable("Master is not leading or is recovering (no registry quorum)")
+
+    def publish(self, event: dict[str, Any]) -> None:
+        """Send an event to every operator SUBSCRIBE stream."""
+        for stream in list(self.operator_streams):
+            if not stream.send(event):
+                self.operator_streams.discard(stream)
 
     # ------------------------------------------------------------------ overridden
     def remove_framework(self, fw: Framework, reason: str) -> None:  # pragma: no cover
@@ -246,6 +254,17 @@ class MasterBase:
                 except (ValueError, KeyError):
                     log.warning("could not recover resources of task %s", task.id, exc_info=True)
                 self.kick_allocation([agent.id])
+        if self.operator_streams:
+            self.publish(
+                {
+                    "type": "TASK_UPDATED",
+                    "task_updated": {
+                        "framework_id": vid(task.framework_id),
+                        "status": status,
+                        "state": state,
+                    },
+                }
+            )
         fw = self.frameworks.get(task.framework_id)
         if forward and fw is not None and fw.stream is not None:
             fw.stream.send({"type": "UPDATE", "update": {"status": status}})

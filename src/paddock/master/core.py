@@ -83,6 +83,8 @@ class Master(FrameworkMixin, AgentMixin):
         for agent in self.agents.values():
             if agent.stream is not None:
                 agent.stream.close()
+        for stream in self.operator_streams:
+            stream.close()
 
     async def _allocation_loop(self) -> None:
         while True:
@@ -100,6 +102,7 @@ class Master(FrameworkMixin, AgentMixin):
             for fw in self.frameworks.values():
                 if fw.stream is not None:
                     fw.stream.send({"type": "HEARTBEAT"})
+            self.publish({"type": "HEARTBEAT"})
 
     # ------------------------------------------------------------------ views
     def task_counts(self) -> dict[str, int]:

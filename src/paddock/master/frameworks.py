@@ -19,6 +19,7 @@ from paddock.master.base import CallError, MasterBase
 from paddock.master.resources import UNRESERVED, Resources, validate_role
 from paddock.master.state import Framework, OfferRecord, Task, vid
 from paddock.master.streams import EventStream
+from paddock.master.views import framework_entry
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class FrameworkMixin(MasterBase):
         return fw, known
 
     def attach_stream(self, fw: Framework, stream: EventStream) -> None:
+        first = fw.stream_id is None
         fw.stream = stream
         fw.stream_id = stream.id
         fw.connected = True
@@ -127,6 +129,8 @@ class FrameworkMixin(MasterBase):
             }
         )
         self.counters["frameworks_subscribed"] += 1
+        kind = "FRAMEWORK_ADDED" if first else "FRAMEWORK_UPDATED"
+        self.publish({"type": kind, kind.lower(): {"framework": framework_entry(self, fw)}})
         self.kick_allocation()
 
     def _framework_stream_closed(self, stream: EventStream) -> None:
@@ -148,6 +152,12 @@ class FrameworkMixin(MasterBase):
             if rec is not None:
                 self.remove_offer(rec, rescind=False)
         self.start_failover_timer(fw)
+        self.publish(
+            {
+                "type": "FRAMEWORK_UPDATED",
+                "framework_updated": {"framework": framework_entry(self, fw)},
+            }
+        )
 
     def start_failover_timer(self, fw: Framework) -> None:
         if fw.failover_handle is not None:
@@ -204,6 +214,9 @@ class FrameworkMixin(MasterBase):
             stream, fw.stream = fw.stream, None
             stream.close()
         self.counters["frameworks_removed"] += 1
+        self.publish(
+            {"type": "FRAMEWORK_REMOVED", "framework_removed": {"framework_info": fw.info}}
+        )
 
     # ------------------------------------------------------------------ other calls
     def framework_for_call(self, call: dict[str, Any], stream_id: str | None) -> Framework:
@@ -396,6 +409,7 @@ class FrameworkMixin(MasterBase):
                 {"type": "RUN_TASK", "run_task": {"framework": fw.info, "task": task.info}}
             )
             self.counters["tasks_launched"] += 1
+            self.publish({"type": "TASK_ADDED", "task_added": {"task": task.to_v1()}})
 
     def _validate_task(self, fw: Framework, info: dict[str, Any], agent_id: str) -> str | None:
         tid = info.get("task_id")

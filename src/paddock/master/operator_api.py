@@ -11,80 +11,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from paddock.master.base import CallError
 from paddock.master.resources import validate_role
-from paddock.master.state import vid
+from paddock.master.views import get_agents, get_frameworks, get_state, get_tasks
 
 if TYPE_CHECKING:
     from paddock.master.daemon import MasterDaemon
-
-
-def _ns(t: float) -> dict[str, int]:
-    return {"nanoseconds": int(t * 1e9)}
-
-
-def get_agents(daemon: MasterDaemon) -> dict[str, Any]:
-    m = daemon.master
-    agents = []
-    for a in m.agents.values():
-        agents.append(
-            {
-                "agent_info": a.to_v1_info(),
-                "active": a.connected and a.active,
-                "deactivated": not a.active,
-                "pid": a.pid(),
-                "version": a.version,
-                "registered_time": _ns(a.registered_time),
-                "total_resources": a.total.to_json(),
-                "allocated_resources": a.used().to_json(),
-                "offered_resources": m.offered_on(a).to_json(),
-            }
-        )
-    recovered = [
-        {"id": vid(aid), "hostname": info.get("hostname", ""), "port": info.get("port", 0)}
-        for aid, info in m.recovered_agents.items()
-    ]
-    return {"agents": agents, "recovered_agents": recovered}
-
-
-def get_frameworks(daemon: MasterDaemon) -> dict[str, Any]:
-    m = daemon.master
-
-    def one(f: Any) -> dict[str, Any]:
-        return {
-            "framework_info": f.info,
-            "active": f.active,
-            "connected": f.connected,
-            "recovered": False,
-            "registered_time": _ns(f.registered_time),
-            "offers": [],
-            "allocated_resources": [],
-            "offered_resources": m.offered_to(f).to_json(),
-        }
-
-    return {
-        "frameworks": [one(f) for f in m.frameworks.values()],
-        "completed_frameworks": [one(f) for f in m.completed_frameworks],
-    }
-
-
-def get_tasks(daemon: MasterDaemon) -> dict[str, Any]:
-    m = daemon.master
-    tasks, unreachable, completed = [], [], []
-    for f in m.frameworks.values():
-        for t in f.tasks.values():
-            if t.state == "TASK_UNREACHABLE":
-                unreachable.append(t.to_v1())
-            elif t.terminal:
-                completed.append(t.to_v1())
-            else:
-                tasks.append(t.to_v1())
-        completed.extend(t.to_v1() for t in f.completed_tasks[-100:])
-    return {
-        "tasks": tasks,
-        "pending_tasks": [],
-        "unreachable_tasks": unreachable,
-        "completed_tasks": completed,
-        "orphan_tasks": [],
-    }
 
 
 async def operator_call(daemon: MasterDaemon, call: dict[str, Any]) -> dict[str, Any]:
@@ -114,26 +44,18 @@ async def operator_call(daemon: MasterDaemon, call: dict[str, Any]) -> dict[str,
             "get_metrics": {"metrics": [{"name": k, "value": v} for k, v in snap.items()]},
         }
     if t == "GET_AGENTS":
-        return {"type": t, "get_agents": get_agents(daemon)}
+        return {"type": t, "get_agents": get_agents(m)}
     if t == "GET_FRAMEWORKS":
-        return {"type": t, "get_frameworks": get_frameworks(daemon)}
+        return {"type": t, "get_frameworks": get_frameworks(m)}
     if t == "GET_TASKS":
-        return {"type": t, "get_tasks": get_tasks(daemon)}
+        return {"type": t, "get_tasks": get_tasks(m)}
     if t == "GET_EXECUTORS":
         return {"type": t, "get_executors": {"executors": [], "orphan_executors": []}}
     if t == "GET_ROLES":
         roles = sorted({r for f in m.frameworks.values() for r in f.roles} | {"*"})
         return {"type": t, "get_roles": {"roles": [{"name": r, "weight": 1.0} for r in roles]}}
     if t == "GET_STATE":
-        return {
-            "type": t,
-            "get_state": {
-                "get_tasks": get_tasks(daemon),
-                "get_executors": {"executors": []},
-                "get_frameworks": get_frameworks(daemon),
-                "get_agents": get_agents(daemon),
-            },
-        }
+        return {"type": t, "get_state": get_state(m)}
     if t == "GET_WEIGHTS":
         reg = m.registry.state.weights if m.registry is not None else {}
         ws = [{"role": r, "weight": w} for r, w in sorted(reg.items())]
