@@ -30,6 +30,9 @@ def test_a_stale_marathon_reloads_and_retries_instead_of_clobbering(zk_client, z
         assert sorted(b.root.apps) == ["/from-a", "/from-b"]
         root, _ = a.store.load_root()
         assert sorted(root.apps) == ["/from-a", "/from-b"]
+        assert sorted(a.root.apps) == ["/from-a"]  # a's cache is stale until it reloads
+        a.become_leader()
+        assert sorted(a.root.apps) == ["/from-a", "/from-b"]
         # Service ports stay unique across both writers.
         ports = [root.apps[x].port_definitions[0].port for x in ("/from-a", "/from-b")]
         assert len(set(ports)) == 2

@@ -32,6 +32,8 @@ Contract for a real scheduler:
   failures with ``set_task_failure`` so a new leader finds them; keep the framework id
   with ``set_framework_id``.
 * ``leader()`` is asked on every API request (the standby proxy): answer from memory.
+  On winning the election call ``MarathonService.become_leader()`` (reloads the state a
+  standby only proxied, then hands every stored deployment back via start_deployment).
 
 Threading: every method here may block (ZooKeeper reads/writes). The API calls core
 methods from worker threads, never from the event loop; a core calls hooks from any

@@ -133,6 +133,15 @@ class MarathonService:
             for plan in plans:
                 self.core.start_deployment(plan)
 
+    def become_leader(self) -> None:
+        """Call when this marathon is elected: a standby's cached state is stale (it
+        proxied every request), so reload it, then resume the stored deployments."""
+        with self._lock:
+            self._reload()
+            plans = [d.plan for d in self._running.values()]
+        for plan in plans:
+            self.core.start_deployment(plan)
+
     def _reload(self) -> None:
         self._root, self._token = self.store.load_root()
         running: dict[str, RunningDeployment] = {}
