@@ -349,7 +349,7 @@ async def test_queue_info_leader_ping_metrics(api):
     ]
     q = (await client.get("/v2/queue")).json()["queue"]
     assert q[0]["app"]["id"] == "/waiting" and q[0]["count"] == 2
-    assert q[0]["delay"] == {"timeLeftSeconds": 7.5, "overdue": False}
+    assert q[0]["delay"] == {"timeLeftSeconds": 8, "overdue": False}
     assert (
         q[0]["processedOffersSummary"]["rejectSummaryLastOffers"][0]["reason"]
         == "InsufficientMemory"

@@ -151,7 +151,7 @@ class DeploymentDoc(BaseModel):
 
 
 class QueueDelay(BaseModel):
-    timeLeftSeconds: float
+    timeLeftSeconds: int
     overdue: bool
 
 

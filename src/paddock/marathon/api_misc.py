@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -157,7 +158,11 @@ def queue(
         item: dict[str, Any] = {
             "app": render_app(service, app, set()),
             "count": entry.count,
-            "delay": {"timeLeftSeconds": entry.delay_seconds_left, "overdue": entry.overdue},
+            # Marathon reports whole seconds (int64), rounded up while a delay remains.
+            "delay": {
+                "timeLeftSeconds": math.ceil(max(0.0, entry.delay_seconds_left)),
+                "overdue": entry.overdue,
+            },
             "since": entry.since,
             "processedOffersSummary": entry.processed_offers_summary,
         }
