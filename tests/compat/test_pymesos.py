@@ -27,7 +27,9 @@ import pytest
 pymesos = pytest.importorskip("pymesos", reason="pymesos 0.3.15 not installed (see docstring)")
 
 from master.clients import AgentProcess, MasterProcess, elected, wait_until  # noqa: E402
-from paddock.testing import zk_ensemble, zookeeper_unavailable_reason  # noqa: E402
+from paddock.testing import KeeperUnavailable, zk_ensemble  # noqa: E402
+
+from .conftest import KINDS, unavailable_reason  # noqa: E402
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -84,11 +86,15 @@ class RecordingScheduler(pymesos.Scheduler):
             self.states.setdefault(update["task_id"]["value"], []).append(update["state"])
 
 
-def test_pymesos_subscribe_launch_and_survive_leader_kill(tmp_path: Path) -> None:
-    reason = zookeeper_unavailable_reason()
+@pytest.mark.parametrize("kind", KINDS)
+def test_pymesos_subscribe_launch_and_survive_leader_kill(tmp_path: Path, kind: str) -> None:
+    reason = unavailable_reason(kind)
     if reason:
-        pytest.skip(reason)
-    ensemble = zk_ensemble("zookeeper", 1, tick_ms=500)
+        pytest.skip(f"{kind}: {reason}")
+    try:
+        ensemble = zk_ensemble(kind, 1, tick_ms=500)
+    except KeeperUnavailable as exc:
+        pytest.skip(f"keeper: {exc}")
     masters: list[MasterProcess] = []
     agent: AgentProcess | None = None
     driver = None
