@@ -305,3 +305,21 @@ async def test_http_endpoints_and_sandbox_files(tmp_path, fake_master):
                 r = await c.get("/files/read", params={"path": bad, "offset": 0})
                 assert r.status_code in (403, 404), bad
                 assert "data" not in r.json()
+
+
+async def test_finished_sandboxes_are_garbage_collected(tmp_path, fake_master):
+    async with running_agent(tmp_path, fake_master, gc_delay=0.3) as server:
+        await fake_master.wait_registrations(1)
+        fake_master.auto_ack = True
+        fake_master.send(run_task("keep", "sleep 30"))
+        fake_master.send(run_task("gone", "echo bye"))
+        await fake_master.wait_update("gone", "TASK_FINISHED")
+        await fake_master.wait_for(lambda m: server.agent.completed)
+        done = server.agent.completed[-1]
+        live = server.agent.tasks[(FW, "keep")].sandbox
+        # The run directory goes, and with it the emptied .../executors/gone.
+        await fake_master.wait_for(lambda m: not done.sandbox.parent.parent.exists(), timeout=10)
+        assert live.is_dir()
+    # After a restart, leftover sandboxes (the killed "keep") are collected too.
+    async with running_agent(tmp_path, fake_master, gc_delay=0.0):
+        await fake_master.wait_for(lambda m: not live.exists(), timeout=10)

@@ -164,6 +164,8 @@ class AgentConfig:
     #: How long to wait for a master's PING before treating the stream as dead, in ping intervals.
     max_missed_pings: int = 5
     default_kill_grace: float = 3.0
+    #: Finished tasks' sandboxes are removed this long after the task ended (Mesos: 1 week).
+    gc_delay: float = 7 * 24 * 3600.0
     cgroups_root: str = "paddock"
     cgroups_enabled: bool = True
     zk_session_timeout: float = 10.0
@@ -231,6 +233,7 @@ class AgentConfig:
             "resources": str(self.resources),
             "attributes": ";".join(str(a) for a in self.attributes),
             "recover": self.recover,
+            "gc_delay": f"{self.gc_delay}secs",
             "cgroups_root": self.cgroups_root,
             "registration_backoff_factor": f"{self.registration_backoff}secs",
             "status_update_retry_min": f"{self.status_retry_min}secs",

@@ -32,6 +32,7 @@ from paddock import __version__
 from paddock.agent.cgroups import CgroupManager
 from paddock.agent.checkpoint import CheckpointStore, validate_id
 from paddock.agent.config import AgentConfig
+from paddock.agent.gc import SandboxGC
 from paddock.agent.status_updates import (
     TERMINAL_STATES,
     FileUpdateLog,
@@ -101,6 +102,7 @@ class Agent:
             retry_max=config.status_retry_max,
         )
         self.cgroups = CgroupManager(config.cgroups_root)
+        self.gc = SandboxGC(config.work_dir, config.gc_delay, self._sandbox_is_live)
         self.agent_id: str | None = None
         self.frameworks: dict[str, dict[str, Any]] = {}
         self.tasks: dict[TaskKey, Task] = {}
@@ -128,6 +130,9 @@ class Agent:
         }
         self._background: set[asyncio.Task[Any]] = set()
 
+    def _sandbox_is_live(self, sandbox: Path) -> bool:
+        return any(t.sandbox == sandbox for t in self.tasks.values())
+
     @property
     def endpoint(self) -> str:
         return f"{self.config.ip}:{self.config.port}"
@@ -154,6 +159,7 @@ class Agent:
             await self._recover_task(fw_id, task_id, rec)
         for group in self.cgroups.leftovers():
             await asyncio.to_thread(group.destroy)
+        self.gc.scan()
 
     async def _recover_task(self, fw_id: str, task_id: str, rec: dict[str, Any] | None) -> None:
         key = (fw_id, task_id)
@@ -577,6 +583,7 @@ class Agent:
             if task is not None:
                 task.process = None
                 self.completed.append(task)
+                self.gc.schedule(task.sandbox)
 
     def shutdown_framework(self, fw_id: str) -> None:
         log.info("shutting down framework %s", fw_id)

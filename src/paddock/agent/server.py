@@ -100,6 +100,7 @@ class AgentServer:
         if unregister:
             self.agent.forget_identity()
         await self.detector.stop()
+        self.agent.gc.stop()
         if self._http is not None:
             self._http.should_exit = True
         if self._http_task is not None:

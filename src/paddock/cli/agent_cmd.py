@@ -71,6 +71,9 @@ def agent(
     kill_grace: float = typer.Option(
         3.0, "--default-kill-grace", help="SIGTERM-to-SIGKILL grace without a KillPolicy, s."
     ),
+    gc_delay: float = typer.Option(
+        7 * 24 * 3600.0, "--gc-delay", help="Remove finished sandboxes after this many seconds."
+    ),
     cgroups_root: str = typer.Option("paddock", "--cgroups-root", help="Name of the cgroup tree."),
     no_cgroups: bool = typer.Option(False, "--no-cgroups", help="Do not use cgroups."),
     log_format: str = typer.Option("text", "--log-format", help="text or json."),
@@ -90,6 +93,8 @@ def agent(
             raise ConfigError(
                 "--status-update-retry-min must be positive and at most --status-update-retry-max"
             )
+        if gc_delay < 0:
+            raise ConfigError("--gc-delay must not be negative")
         if kill_grace < 0:
             raise ConfigError("--default-kill-grace must not be negative")
         config = AgentConfig.from_flags(
@@ -107,6 +112,7 @@ def agent(
             status_retry_min=status_retry_min,
             status_retry_max=status_retry_max,
             default_kill_grace=kill_grace,
+            gc_delay=gc_delay,
             cgroups_root=cgroups_root,
             cgroups_enabled=not no_cgroups,
         )
