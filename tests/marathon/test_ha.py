@@ -171,3 +171,21 @@ def test_event_stream_filters_light_plans_and_streams_through_a_standby(leader_a
                 break
             threading.Event().wait(0.02)
         assert gauges["marathon.http.event-streams.active.gauge"]["value"] == 0
+
+
+def test_step_reports_out_of_range_or_repeated_are_ignored(zk_client, zk_base):
+    service, core = instant_service(zk_client, zk_base, auto_complete=False, rng=random.Random(6))
+    seen: list[str] = []
+    service.bus.publish = lambda kind, payload: seen.append(kind) or {}  # type: ignore[method-assign]
+    plan = service.create_app(checked_app({"id": "/s", "cmd": "x"}))
+    seen.clear()
+    service.deployment_step_started(plan.id, 0)
+    service.deployment_step_started(plan.id, 99)
+    service.deployment_step_started("nope", 1)
+    assert seen == []
+    service.deployment_step_started(plan.id, 1)
+    service.deployment_step_started(plan.id, 1)
+    assert seen == ["deployment_info"]
+    assert service.store.deployments()[0].current_step == 1
+    core.complete(plan.id)
+    assert service.running_deployments() == []

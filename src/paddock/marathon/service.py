@@ -575,9 +575,11 @@ class MarathonService:
     def deployment_step_started(self, plan_id: str, step: int) -> None:
         with self._lock:
             running = self._running.get(plan_id)
-            if running is None:
-                return
-            if running.current_step >= 1:
+            if running is None or not 1 <= step <= len(running.plan.steps):
+                return  # unknown plan (cancelled meanwhile) or a step it does not have
+            if step == running.current_step:
+                return  # repeated report (e.g. a resumed deployment re-running its step)
+            if 1 <= running.current_step <= len(running.plan.steps):
                 self.publish(
                     "deployment_step_success",
                     {
