@@ -168,6 +168,18 @@ class QueueDoc(BaseModel):
     queue: list[QueueItemDoc]
 
 
+class InfoDoc(BaseModel):
+    name: str
+    version: str
+    buildref: str
+    elected: bool
+    leader: str | None
+    frameworkId: str | None
+    marathon_config: dict[str, Any]
+    zookeeper_config: dict[str, Any]
+    http_config: dict[str, Any]
+
+
 class LeaderDoc(BaseModel):
     leader: str
 

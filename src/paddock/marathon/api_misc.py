@@ -19,6 +19,7 @@ from paddock.marathon.api_common import (
     DeploymentDoc,
     DeploymentResult,
     ErrorResponse,
+    InfoDoc,
     LeaderDoc,
     MessageDoc,
     QueueDoc,
@@ -255,7 +256,7 @@ async def events(
 # --------------------------------------------------------------------------- info, leader
 
 
-@router.get("/v2/info", tags=["info"])
+@router.get("/v2/info", tags=["info"], responses={200: {"model": InfoDoc}})
 def info(request: Request, service: MarathonService = ServiceDep) -> JSONResponse:
     """Name, version, leadership and configuration of this marathon."""
     settings = request.app.state.settings
