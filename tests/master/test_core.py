@@ -195,3 +195,36 @@ async def test_subscribe_validation_and_suppressed_roles(master):
     master.subscribe(call, None)
     master.attach_stream(fw, EventStream("framework", fw.id))
     assert master.allocate() == 1  # re-subscribing without suppressed roles revives
+
+
+async def test_agent_reporting_tasks_of_a_removed_framework_shuts_them_down(master):
+    agent, _ = await _agent(master, cpus=1, mem=512)
+    fw, fstream = _framework(master, "gone")
+    master.allocate()
+    offer = next(e for e in drain(fstream) if e["type"] == "OFFERS")["offers"]["offers"][0]
+    launch = {"type": "LAUNCH", "launch": {"task_infos": [_task("t", agent.id, 0.5, 64)]}}
+    master.scheduler_call(
+        fw, {"type": "ACCEPT", "accept": {"offer_ids": [offer["id"]], "operations": [launch]}}
+    )
+    master.scheduler_call(fw, {"type": "TEARDOWN"})
+    assert fw.id not in master.frameworks
+    stream = EventStream("agent", "")
+    reported = {"task_id": {"value": "t"}, "framework_id": {"value": fw.id},
+                "state": "TASK_RUNNING", "resources": _res(0.5, 64)}  # fmt: skip
+    info = {"hostname": "a1", "id": {"value": agent.id}, "resources": _res(1, 512)}
+    fws = [{"id": {"value": fw.id}, "role": "bad role"}]
+    call = {
+        "type": "REGISTER",
+        "register": {"agent_info": info, "tasks": [reported], "frameworks": fws},
+    }
+    await master.register_agent(call, stream)
+    assert fw.id not in master.frameworks  # not resurrected
+    kinds = [(e["type"], e.get("shutdown_framework")) for e in drain(stream)]
+    assert ("SHUTDOWN_FRAMEWORK", {"framework_id": {"value": fw.id}}) in kinds
+    # A framework the master never saw, with a bad role, is still adopted (role "*").
+    other = {"task_id": {"value": "x"}, "framework_id": {"value": "F2"},
+             "state": "TASK_RUNNING", "resources": _res(0.1, 1)}  # fmt: skip
+    call["register"]["tasks"] = [other]
+    call["register"]["frameworks"] = [{"id": {"value": "F2"}, "role": "bad role"}]
+    await master.register_agent(call, EventStream("agent", ""))
+    assert master.frameworks["F2"].roles == ["*"]

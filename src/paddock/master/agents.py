@@ -73,7 +73,7 @@ class AgentMixin(MasterBase):
             self._drop_agent_state(old)
         agent = Agent(agent_id, info, total, attributes, time.time())
         agent.version = str(reg.get("version", ""))
-        self._adopt_agent_tasks(agent, tasks_in, fws_in)
+        shut_down = self._adopt_agent_tasks(agent, tasks_in, fws_in)
         missing: list[tuple[str, str]] = []
         if old is not None:
             # Tasks the master launched there that the agent did not report (a RUN_TASK
@@ -112,6 +112,10 @@ class AgentMixin(MasterBase):
                 self.agent_update(agent, {"status": st}, forward=False)
         if was_unreachable:
             self._kill_non_partition_aware(agent)
+        for fid in sorted(shut_down):
+            stream.send(
+                {"type": "SHUTDOWN_FRAMEWORK", "shutdown_framework": {"framework_id": vid(fid)}}
+            )
         if missing:
             items = [{"framework_id": vid(f), "task_id": vid(t)} for f, t in missing]
             stream.send({"type": "RECONCILE", "reconcile": {"tasks": items}})
@@ -121,7 +125,11 @@ class AgentMixin(MasterBase):
         self.kick_allocation([agent_id])
         return agent
 
-    def _adopt_agent_tasks(self, agent: Agent, tasks_in: list[Any], fws_in: list[Any]) -> None:
+    def _adopt_agent_tasks(self, agent: Agent, tasks_in: list[Any], fws_in: list[Any]) -> set[str]:
+        """Take over the tasks the agent reports; returns ids of frameworks that were
+        removed here (their tasks are not adopted; the agent must shut them down)."""
+        removed = {f.id for f in self.completed_frameworks}
+        to_shut_down: set[str] = set()
         fw_infos = {}
         for f in fws_in:
             if isinstance(f, dict) and isinstance(f.get("id"), dict):
@@ -136,14 +144,21 @@ class AgentMixin(MasterBase):
             except (KeyError, TypeError, ValueError):
                 log.warning("agent %s reported a malformed task; ignored", agent.id)
                 continue
+            if fid in removed:
+                to_shut_down.add(fid)
+                continue
             fw = self.frameworks.get(fid)
             if fw is None:
                 finfo = dict(fw_infos.get(fid) or {"id": vid(fid), "name": "", "user": ""})
                 fw = Framework(fid, finfo, framework_roles(finfo))
-                self.frameworks[fid] = fw
                 # Recovered from an agent after a failover: as Mesos, it waits for the
                 # framework to re-subscribe (no failover timer until it has connected).
-                self.allocator.add_framework(fid, fw.roles, active=False)
+                try:
+                    self.allocator.add_framework(fid, fw.roles, active=False)
+                except ValueError:
+                    fw.roles = ["*"]  # the agent sent roles we cannot use
+                    self.allocator.add_framework(fid, fw.roles, active=False)
+                self.frameworks[fid] = fw
             state = str(t.get("state", "TASK_RUNNING"))
             task = fw.tasks.get(tid)
             if task is None or task.agent_id != agent.id:
@@ -162,6 +177,7 @@ class AgentMixin(MasterBase):
             if task.terminal:
                 task.resources_recovered = True
             agent.tasks[(fid, tid)] = task
+        return to_shut_down
 
     def _kill_non_partition_aware(self, agent: Agent) -> None:
         """An unreachable agent came back: its tasks of frameworks that are not
