@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from paddock.master.base import CallError, Unavailable
 from paddock.master.config import MasterConfig
@@ -228,3 +230,53 @@ async def test_agent_reporting_tasks_of_a_removed_framework_shuts_them_down(mast
     call["register"]["frameworks"] = [{"id": {"value": "F2"}, "role": "bad role"}]
     await master.register_agent(call, EventStream("agent", ""))
     assert master.frameworks["F2"].roles == ["*"]
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=5)
+    | st.sampled_from(["TASK_RUNNING", "*", "cpus", "SCALAR", "LAUNCH"]),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(
+        st.sampled_from(["value", "type", "name", "scalar", "task_id", "agent_id", "resources",
+                         "offer_ids", "operations", "launch", "task_infos", "filters",
+                         "refuse_seconds", "tasks", "uuid", "roles", "status", "state"]),
+        children, max_size=4,
+    ),
+    max_leaves=12,
+)  # fmt: skip
+
+_TYPES = ["ACCEPT", "DECLINE", "REVIVE", "SUPPRESS", "KILL", "ACKNOWLEDGE", "RECONCILE",
+          "MESSAGE", "NOPE", 7]  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ctype=st.sampled_from(_TYPES), body=_json, agent_body=_json)
+async def test_garbage_calls_get_clean_errors(ctype, body, agent_body):
+    cfg = MasterConfig(zk=ZkUrl("h:1", "/m"), quorum=1, work_dir=Path("/nonexistent"), seed=1)
+    info = {"id": "M", "hostname": "h", "pid": "p", "version": "1", "address": {}}
+    m = Master(cfg, info, FakeRegistry())  # type: ignore[arg-type]
+    m.start_acting()
+    try:
+        agent, _ = await _agent(m)
+        fw, _ = _framework(m, "fw")
+        m.allocate()
+        call = {"type": ctype, "framework_id": {"value": fw.id}}
+        if isinstance(ctype, str):
+            call[ctype.lower()] = body
+        try:
+            m.scheduler_call(fw, call)
+        except CallError as exc:
+            assert 400 <= exc.status < 500
+        for c in ({"type": "UPDATE", "update": agent_body},
+                  {"type": "REGISTER", "register": agent_body}):  # fmt: skip
+            try:
+                if c["type"] == "REGISTER":
+                    await m.register_agent(c, EventStream("agent", ""))
+                else:
+                    m.agent_call(agent, c)
+            except CallError as exc:
+                assert 400 <= exc.status < 500
+        m.state_json(None)
+        m.metrics_snapshot(True)
+    finally:
+        await m.stop()

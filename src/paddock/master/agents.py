@@ -37,6 +37,9 @@ class AgentMixin(MasterBase):
         info = dict(reg["agent_info"])
         if not isinstance(info.get("hostname"), str) or not info["hostname"]:
             raise CallError(400, "agent_info.hostname is required")
+        port = info.get("port", 5051)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise CallError(400, "agent_info.port must be a TCP port number")
         try:
             total = Resources.from_json(info.get("resources") or [])
             attributes = [a.to_json() for a in attributes_from_json(info.get("attributes") or [])]
