@@ -239,7 +239,9 @@ _json = st.recursive(
     | st.dictionaries(
         st.sampled_from(["value", "type", "name", "scalar", "task_id", "agent_id", "resources",
                          "offer_ids", "operations", "launch", "task_infos", "filters",
-                         "refuse_seconds", "tasks", "uuid", "roles", "status", "state"]),
+                         "refuse_seconds", "tasks", "uuid", "roles", "status", "state",
+                         "framework_info", "user", "role", "capabilities", "id",
+                         "failover_timeout", "suppressed_roles", "agent_info", "hostname"]),
         children, max_size=4,
     ),
     max_leaves=12,
@@ -276,6 +278,10 @@ async def test_garbage_calls_get_clean_errors(ctype, body, agent_body):
                     m.agent_call(agent, c)
             except CallError as exc:
                 assert 400 <= exc.status < 500
+        try:
+            m.subscribe({"type": "SUBSCRIBE", "subscribe": body}, None)
+        except CallError as exc:
+            assert 400 <= exc.status < 500
         m.state_json(None)
         m.metrics_snapshot(True)
     finally:
