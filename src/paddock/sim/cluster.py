@@ -86,7 +86,6 @@ class Cluster:
         self.knobs: dict[str, int | bool] = {}
         self.hosts: dict[int, Host] = {i: Host(i) for i in self.node_ids}
         self.net = SimNetwork(self.loop, self.net_rng, self.node_ids, self._deliver)
-        self._tune_faults()
         self.inv = ClusterInvariants(self.quorum)
         self.request_seq = 0
         self.caught_corruptions = 0
@@ -96,6 +95,7 @@ class Cluster:
         )
         self.nemesis = Nemesis(self, self.nemesis_rng)
         self.authority = Authority(self, self.auth_rng) if self.external else None
+        self._tune_faults()
 
     def _tune_faults(self) -> None:
         r = self.setup_rng
@@ -115,6 +115,9 @@ class Cluster:
             "max_append_entries": r.choice([1, 3, 1024]),
             "max_inflight_appends": r.choice([1, 2, 64]),
         }
+        if r.random() < 0.3:
+            # A fault storm: the nemesis acts every few milliseconds.
+            self.nemesis.min_gap, self.nemesis.max_gap = 0.005, 0.05
         for h in self.hosts.values():
             h.compact_every = r.choice([10, 30, 80])
             h.tick = self.cfg.tick * (0.9 + 0.2 * r.random())
