@@ -16,6 +16,7 @@ from paddock.master.core import Master
 from paddock.master.election import ZkUrl
 from paddock.master.registry import RegistryState, RegistryUnavailable
 from paddock.master.streams import EventStream
+from paddock.master.views import get_state
 from paddock.recordio import RecordIODecoder
 
 
@@ -241,7 +242,8 @@ _json = st.recursive(
                          "offer_ids", "operations", "launch", "task_infos", "filters",
                          "refuse_seconds", "tasks", "uuid", "roles", "status", "state",
                          "framework_info", "user", "role", "capabilities", "id",
-                         "failover_timeout", "suppressed_roles", "agent_info", "hostname"]),
+                         "failover_timeout", "suppressed_roles", "agent_info", "hostname",
+                         "executor", "labels", "executor_id"]),
         children, max_size=4,
     ),
     max_leaves=12,
@@ -260,8 +262,16 @@ async def test_garbage_calls_get_clean_errors(ctype, body, agent_body):
     m.start_acting()
     try:
         agent, _ = await _agent(m)
-        fw, _ = _framework(m, "fw")
+        fw, fstream = _framework(m, "fw")
         m.allocate()
+        offer = next(e for e in drain(fstream) if e["type"] == "OFFERS")["offers"]["offers"][0]
+        task = _task("g", agent.id, 0.1, 1)
+        if isinstance(body, dict):
+            task.update(body)  # a valid offer, a task with garbage fields
+        launch = {"type": "LAUNCH", "launch": {"task_infos": [task]}}
+        accept = {"offer_ids": [offer["id"]], "operations": [launch]}
+        m.scheduler_call(fw, {"type": "ACCEPT", "accept": accept})
+        get_state(m)
         call = {"type": ctype, "framework_id": {"value": fw.id}}
         if isinstance(ctype, str):
             call[ctype.lower()] = body
@@ -283,6 +293,8 @@ async def test_garbage_calls_get_clean_errors(ctype, body, agent_body):
         except CallError as exc:
             assert 400 <= exc.status < 500
         m.state_json(None)
+        m.state_json(None, summary=True)
+        get_state(m)
         m.metrics_snapshot(True)
     finally:
         await m.stop()

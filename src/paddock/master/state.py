@@ -66,8 +66,9 @@ class Task:
         for key in ("labels", "discovery", "container", "health_check", "executor"):
             if key in self.info:
                 out[key] = self.info[key]
-        if "executor" in self.info:
-            out["executor_id"] = self.info["executor"].get("executor_id")
+        executor = self.info.get("executor")
+        if isinstance(executor, dict) and "executor_id" in executor:
+            out["executor_id"] = executor["executor_id"]
         return out
 
     def to_classic(self) -> dict[str, Any]:
@@ -84,7 +85,7 @@ class Task:
                 {"state": s.get("state"), "timestamp": s.get("timestamp", 0.0)}
                 for s in self.statuses[-10:]
             ],
-            **({"labels": self.info["labels"]["labels"]} if "labels" in self.info else {}),
+            **_classic_labels(self.info.get("labels")),
         }
 
 
@@ -227,6 +228,12 @@ class Framework:
             "executors": [],
             "webui_url": self.info.get("webui_url", ""),
         }
+
+
+def _classic_labels(labels: Any) -> dict[str, Any]:
+    if isinstance(labels, dict) and isinstance(labels.get("labels"), list):
+        return {"labels": labels["labels"]}
+    return {}
 
 
 def scalar_summary(res: Resources) -> dict[str, Any]:
