@@ -95,6 +95,20 @@ def test_replay_is_bit_for_bit_identical():
         assert other.fingerprint != a.fingerprint
 
 
+def test_tracing_does_not_change_the_run():
+    """``--replay`` (traced) reproduces exactly the run a sweep (untraced) saw."""
+    for seed, bug in ((11, ""), (0, "commit_without_quorum")):
+        plain = run_simulation(SimConfig(seed=seed, nodes=5, bug=bug))
+        traced = run_simulation(SimConfig(seed=seed, nodes=5, bug=bug, trace=True))
+        assert (plain.steps, plain.commits, plain.ops, plain.faults, plain.invariant) == (
+            traced.steps,
+            traced.commits,
+            traced.ops,
+            traced.faults,
+            traced.invariant,
+        )
+
+
 def test_run_does_not_depend_on_hash_seed():
     """No iteration over hash-ordered sets leaks into the run."""
     code = (
