@@ -19,6 +19,8 @@ from paddock.master.streams import EventStream
 from paddock.master.views import get_state
 from paddock.recordio import RecordIODecoder
 
+from .clients import await_until
+
 
 class FakeRegistry:
     def __init__(self) -> None:
@@ -296,5 +298,29 @@ async def test_garbage_calls_get_clean_errors(ctype, body, agent_body):
         m.state_json(None, summary=True)
         get_state(m)
         m.metrics_snapshot(True)
+    finally:
+        await m.stop()
+
+
+async def test_agents_that_do_not_reregister_after_failover_become_unreachable():
+    cfg = MasterConfig(
+        zk=ZkUrl("h:1", "/m"), quorum=1, work_dir=Path("/nonexistent"),
+        agent_reregister_timeout=0.2,
+    )  # fmt: skip
+    reg = FakeRegistry()
+    reg.state.apply_command({"op": "admit", "agent_id": "A", "info": {"hostname": "a"}})
+    reg.state.apply_command({"op": "admit", "agent_id": "B", "info": {"hostname": "b"}})
+    m = Master(cfg, {"id": "M2", "hostname": "h", "address": {}}, reg)  # type: ignore[arg-type]
+    m.start_acting()
+    try:
+        assert set(m.recovered_agents) == {"A", "B"}
+        stream = EventStream("agent", "")
+        call = {"type": "REGISTER", "register": {"agent_info": {
+            "hostname": "b", "id": {"value": "B"}, "resources": _res(1, 64)}}}  # fmt: skip
+        await m.register_agent(call, stream)
+        assert set(m.recovered_agents) == {"A"}
+        await await_until(lambda: "A" in reg.state.unreachable, 5, "A marked unreachable")
+        assert "B" in reg.state.admitted
+        assert m.recovered_agents == {}
     finally:
         await m.stop()
