@@ -60,6 +60,32 @@ BACKOFF_STATES = frozenset({"TASK_FAILED", "TASK_FINISHED", "TASK_ERROR"})
 KILL_RETRY_SECONDS = 10.0
 
 
+class TrackedTask(Task):
+    """A Task that renders its JSON once: the core never mutates one, it replaces it
+    (:func:`changed_task`), so the rendering stays valid. ``GET /v2/apps?embed=apps.tasks``
+    over 10,000 tasks would otherwise spend most of its time in pydantic serialisation."""
+
+    __slots__ = ("_rendered",)  # not a field, not copied by model_copy
+
+    def to_json(self) -> dict[str, Any]:
+        try:
+            rendered: dict[str, Any] = object.__getattribute__(self, "_rendered")
+        except AttributeError:
+            rendered = super().to_json()
+            object.__setattr__(self, "_rendered", rendered)
+        return dict(rendered)  # a shallow copy: callers may add keys
+
+
+def tracked(task: Task) -> TrackedTask:
+    if isinstance(task, TrackedTask):
+        return task
+    return TrackedTask.model_construct(_fields_set=task.model_fields_set, **dict(task))
+
+
+def changed_task(task: Task, **changes: Any) -> TrackedTask:
+    return tracked(task).model_copy(update=changes)
+
+
 @dataclass
 class Instance:
     """One task this marathon launched (or learned from the store)."""
@@ -108,11 +134,12 @@ class SchedulerCore:
         self._instances: dict[str, Instance] = {}
         self._by_app: dict[str, set[str]] = {}
         self._plans: dict[str, PlanRun] = {}
+        self._counts: dict[str, TaskCounts] = {}  # per app, dropped on every change
         self.queue_state = LaunchQueue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self.health = HealthChecker(self._on_health, clock, monotonic)
-        self.readiness = ReadinessChecker(lambda _id: self.poke())
+        self.readiness = ReadinessChecker(self._on_ready)
         # Set by the daemon: who leads, whether we act, how to abdicate, the master.
         self.elected = False
         self.acting = False
@@ -143,6 +170,7 @@ class SchedulerCore:
                     step = d.current_step - 1
         with self._lock:
             self._plans[plan.id] = PlanRun(plan, step, announced=step if step else -1)
+            self._counts.clear()  # checks may have changed with the definitions
             for app_id in plan.affected_apps:
                 self.queue_state.reset(app_id)  # a new deployment resets the backoff
         self.poke()
@@ -161,19 +189,31 @@ class SchedulerCore:
 
     def task_counts(self, app_id: str) -> TaskCounts:
         with self._lock:
+            cached = self._counts.get(app_id)
+            if cached is None:
+                cached = self._counts[app_id] = self._count(app_id)
+            return cached
+
+    def _count(self, app_id: str) -> TaskCounts:
+        with self._lock:
             staged = running = healthy = unhealthy = 0
-            for tid in self._by_app.get(app_id, ()):
+            ids = self._by_app.get(app_id, ())
+            if not ids:
+                return TaskCounts()
+            kinds = self._check_kinds(self._app_of(self._instances[next(iter(ids))]))
+            for tid in ids:
                 inst = self._instances[tid]
                 state = inst.task.state
                 if state in ("TASK_STAGING", "TASK_STARTING"):
                     staged += 1
                 elif state == "TASK_RUNNING":
                     running += 1
-                    h = self._health_of(inst)
-                    if h is True and self._has_checks(inst):
-                        healthy += 1
-                    elif h is False:
-                        unhealthy += 1
+                    if any(kinds):
+                        h = self._health_of(inst, kinds)
+                        if h is True:
+                            healthy += 1
+                        elif h is False:
+                            unhealthy += 1
             return TaskCounts(staged, running, healthy, unhealthy)
 
     def kill_tasks(self, tasks: list[Task], *, wipe: bool) -> list[Task]:
@@ -235,7 +275,7 @@ class SchedulerCore:
             self._instances.clear()
             self._by_app.clear()
             for t in tasks:
-                inst = Instance(t, t.slave_id)
+                inst = Instance(tracked(t), t.slave_id)
                 if t.state == "TASK_RUNNING":
                     inst.started_mono = self.monotonic() - 3600.0  # started long ago
                 self._add(inst)
@@ -266,13 +306,20 @@ class SchedulerCore:
 
     # ------------------------------------------------------------------ bookkeeping
 
+    def _on_ready(self, _task_id: str) -> None:
+        with self._lock:
+            self._counts.clear()
+        self.poke()
+
     def _add(self, inst: Instance) -> None:
+        self._counts.pop(inst.task.app_id, None)
         self._instances[inst.task.id] = inst
         self._by_app.setdefault(inst.task.app_id, set()).add(inst.task.id)
 
     def _remove(self, task_id: str) -> Instance | None:
         inst = self._instances.pop(task_id, None)
         if inst is not None:
+            self._counts.pop(inst.task.app_id, None)
             ids = self._by_app.get(inst.task.app_id)
             if ids is not None:
                 ids.discard(task_id)
@@ -292,21 +339,31 @@ class SchedulerCore:
                 return app
         return None
 
-    def _has_checks(self, inst: Instance) -> bool:
-        return inst.task.id in self.health.states or inst.mesos_healthy is not None
+    @staticmethod
+    def _check_kinds(app: AppDefinition | None) -> tuple[bool, bool, bool]:
+        """(has Marathon-run checks, has agent-run checks, has a readiness check)."""
+        if app is None:
+            return (False, False, False)
+        checks = app.health_checks
+        return (
+            any(c.run_by_marathon for c in checks),
+            any(not c.run_by_marathon for c in checks),
+            bool(app.readiness_checks),
+        )
 
-    def _health_of(self, inst: Instance) -> bool | None:
+    def _health_of(
+        self, inst: Instance, kinds: tuple[bool, bool, bool] | None = None
+    ) -> bool | None:
         """True/False/None (unknown) for a RUNNING instance; apps without checks: True."""
         if inst.task.state != "TASK_RUNNING":
             return False
-        app = self._app_of(inst)
-        checks = app.health_checks if app is not None else []
+        marathon_checks, agent_checks, readiness = kinds or self._check_kinds(self._app_of(inst))
         verdicts: list[bool | None] = []
-        if any(c.run_by_marathon for c in checks):
+        if marathon_checks:
             verdicts.append(self.health.healthy(inst.task.id))
-        if any(not c.run_by_marathon for c in checks):
+        if agent_checks:
             verdicts.append(inst.mesos_healthy)
-        if app is not None and app.readiness_checks:
+        if readiness:
             verdicts.append(True if inst.task.id in self.readiness.ready else None)
         if any(v is False for v in verdicts):
             return False
@@ -316,8 +373,10 @@ class SchedulerCore:
 
     def _views(self, app_id: str, now: float) -> list[dx.InstanceView]:
         out = []
+        ids = sorted(self._by_app.get(app_id, ()))
         app = self._hooks.current_app(app_id) if self._hooks else None
-        for tid in sorted(self._by_app.get(app_id, ())):
+        kinds = self._check_kinds(self._app_of(self._instances[ids[0]])) if ids else None
+        for tid in ids:
             inst = self._instances[tid]
             if inst.unreachable_since is not None and app is not None:
                 strategy = app.unreachable_strategy
@@ -333,7 +392,7 @@ class SchedulerCore:
                     started_at=inst.task.started_at or inst.task.staged_at or "",
                     alive=not inst.killing,
                     running=inst.task.state == "TASK_RUNNING",
-                    healthy=self._health_of(inst),
+                    healthy=self._health_of(inst, kinds),
                 )
             )
         return out
@@ -580,7 +639,7 @@ class SchedulerCore:
         service_ports = [p.port for p in app.port_definitions or []]
         if app.container and app.container.port_mappings:
             service_ports = [m.service_port for m in app.container.port_mappings]
-        task = Task(
+        task = TrackedTask(
             id=task_id,
             app_id=app.id,
             host=offer.hostname,
@@ -614,6 +673,7 @@ class SchedulerCore:
             if inst is None:
                 unknown_kill = state not in TERMINAL
             else:
+                self._counts.pop(inst.task.app_id, None)
                 old_state = inst.task.state
                 changes: dict[str, Any] = {"state": state}
                 if "healthy" in status:
@@ -650,7 +710,7 @@ class SchedulerCore:
                         delay = self.queue_state.failed(app, now)
                         log.info("%s %s: next launch of %s in %.1fs", task_id, state, app.id, delay)
                 elif state != old_state or "ip_addresses" in changes:
-                    inst.task = inst.task.model_copy(update=changes)
+                    inst.task = changed_task(inst.task, **changes)
                     persist = inst.task
                 if state == "TASK_RUNNING":
                     app = self._app_of(inst)
@@ -708,9 +768,8 @@ class SchedulerCore:
             inst = self._instances.get(task_id)
             if inst is None:
                 return
-            inst.task = inst.task.model_copy(
-                update={"health_check_results": self.health.results(task_id)}
-            )
+            self._counts.pop(inst.task.app_id, None)
+            inst.task = changed_task(inst.task, health_check_results=self.health.results(task_id))
             unreachable = inst.unreachable_since is not None
             do_kill = kill and not unreachable and not inst.killing and self.acting
             if do_kill:
