@@ -1,5 +1,6 @@
-"""End to end: real ZooKeeper, a real ``paddock master``, a real ``paddock agent`` that
-finds the master through ZooKeeper, and a small v1 scheduler client launching a task."""
+"""End to end: real ZooKeeper, a real ``paddock master`` (with authentication on), a real
+``paddock agent`` that finds the master through ZooKeeper and authenticates, and a small
+v1 scheduler client launching a task."""
 
 from __future__ import annotations
 
@@ -63,9 +64,9 @@ class Proc:
 class Framework:
     """A minimal v1 scheduler: SUBSCRIBE, read events, ACCEPT, ACKNOWLEDGE."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, auth: tuple[str, str] | None = None) -> None:
         self.base = base
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None), auth=auth)
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.framework_id: str | None = None
         self.stream_id = ""
@@ -154,11 +155,23 @@ def _get(url: str) -> Any:
 async def test_task_runs_on_a_real_agent_found_through_zookeeper(zk, tmp_path):
     master_port, registry_port, agent_port = free_ports(3)
     zk_url = f"zk://{zk.hosts}/agent-e2e"
+    creds = tmp_path / "credentials.json"
+    creds.write_text(
+        json.dumps(
+            {
+                "credentials": [
+                    {"principal": "agent", "secret": "a-secret"},
+                    {"principal": "fw", "secret": "f-secret"},
+                ]
+            }
+        )
+    )
+    (tmp_path / "agent.cred").write_text("agent a-secret\n")
     master = Proc(
         [
             "master", "--zk", zk_url, "--quorum", "1", "--work-dir", str(tmp_path / "m"),
             "--port", str(master_port), "--registry-port", str(registry_port), "--ip", HOST,
-            "--allocation-interval", "0.1s",
+            "--allocation-interval", "0.1s", "--credentials", str(creds),
         ],
         tmp_path / "master.log",
     )  # fmt: skip
@@ -167,6 +180,7 @@ async def test_task_runs_on_a_real_agent_found_through_zookeeper(zk, tmp_path):
         str(tmp_path / "a"), "--ip", HOST, "--hostname", HOST,
         "--resources", "cpus:2;mem:512;disk:100;ports:[32100-32110]", "--attributes", "rack:e2e",
         "--registration-backoff-factor", "0.1", "--status-update-retry-min", "1",
+        "--credential", str(tmp_path / "agent.cred"),
     ]  # fmt: skip
     agent = Proc(agent_args, tmp_path / "agent.log")
     fw: Framework | None = None
@@ -177,8 +191,12 @@ async def test_task_runs_on_a_real_agent_found_through_zookeeper(zk, tmp_path):
         abase = f"http://{HOST}:{agent_port}"
         _wait(lambda: (_get(mbase + "/metrics/snapshot") or {}).get("master/elected"), 60, "leader")
         agent_id = _wait(lambda: (_get(abase + "/state") or {}).get("id"), 30, "agent registered")
+        # Authentication is really on: the same REGISTER without the credential is refused.
+        anonymous = {"type": "REGISTER", "register": {"agent_info": {"hostname": "x"}}}
+        r = httpx.post(mbase + "/paddock/v1/agent", json=anonymous, timeout=5)
+        assert r.status_code == 401, r.text
 
-        fw = Framework(mbase)
+        fw = Framework(mbase, auth=("fw", "f-secret"))
         await fw.subscribe()
         offer = (await fw.next("OFFERS"))["offers"]["offers"][0]
         assert offer["agent_id"]["value"] == agent_id

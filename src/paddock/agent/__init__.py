@@ -1,1 +1,20 @@
-"""paddock.agent."""
+"""paddock.agent: the agent daemon (``paddock agent``) that runs tasks for the masters.
+
+Modules, outside in:
+
+* ``server`` runs everything (HTTP server, leader detection, master link, shutdown);
+* ``config`` turns flags into :class:`~paddock.agent.config.AgentConfig` (resources
+  detected from the host where not given);
+* ``leader`` finds the leading master (``zk://`` ``json.info_*`` znodes, or HOST:PORT);
+* ``master_link`` speaks ``docs/agent-protocol.md``: REGISTER stream, events in, calls out;
+* ``daemon`` is the agent's state and behaviour (tasks, frameworks, events);
+* ``tasks`` runs one command as a process group in its sandbox; ``cgroups`` limits it;
+* ``status_updates`` makes updates reliable (per-task streams, head-only, retries);
+* ``checkpoint`` is the durable layout under ``<work_dir>/meta`` (group-committed fsyncs);
+* ``recovery`` reads it back at start-up; ``gc`` removes old sandboxes;
+* ``http_api``, ``views`` and ``files`` serve ``/state``, metrics and sandbox files.
+
+Sandboxes: ``<work_dir>/slaves/<agent id>/frameworks/<fw>/executors/<task>/runs/<uuid>/``
+with ``stdout`` and ``stderr``, also readable as
+``/frameworks/<fw>/executors/<task>/runs/latest/...`` through ``/files/read``.
+"""

@@ -18,8 +18,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import os
-import signal
 import time
 import uuid as uuidlib
 from collections import deque
@@ -33,6 +31,7 @@ from paddock.agent.cgroups import CgroupManager
 from paddock.agent.checkpoint import CheckpointStore, validate_id
 from paddock.agent.config import AgentConfig
 from paddock.agent.gc import SandboxGC
+from paddock.agent.recovery_util import proc_start_ticks
 from paddock.agent.status_updates import (
     TERMINAL_STATES,
     FileUpdateLog,
@@ -81,15 +80,6 @@ class Task:
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
-
-
-def _proc_start_ticks(pid: int) -> int | None:
-    """Field 22 of ``/proc/<pid>/stat``: tells a recorded pid from a reused one."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 class Agent:
@@ -142,67 +132,10 @@ class Agent:
 
     # ---------------------------------------------------------------- recovery
     async def recover(self) -> None:
-        """Read the checkpoint: agent id, live tasks (whose processes a previous run
-        left: killed, since reattaching is not implemented yet) and update streams."""
-        self.config.work_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self.store.empty_trash)
-        self.cgroups.detect(self.config.cgroups_enabled)
-        if not self.cgroups.available:
-            log.warning("cgroups unavailable, tasks run without limits: %s", self.cgroups.reason)
-        else:
-            log.info("cgroups: %s under %s", sorted(self.cgroups.controllers), "paddock")
-        saved = self.store.load_agent()
-        if saved and isinstance(saved.get("agent_id"), str):
-            self.agent_id = saved["agent_id"]
-            log.info("recovered agent id %s", self.agent_id)
-        for fw_id, task_id, rec in self.store.iter_tasks():
-            await self._recover_task(fw_id, task_id, rec)
-        for group in self.cgroups.leftovers():
-            await asyncio.to_thread(group.destroy)
-        self.gc.scan()
+        """Read the checkpoint (see :mod:`paddock.agent.recovery`)."""
+        from paddock.agent.recovery import recover_agent
 
-    async def _recover_task(self, fw_id: str, task_id: str, rec: dict[str, Any] | None) -> None:
-        key = (fw_id, task_id)
-        stream = self.updates.recover(key)
-        if rec is None:
-            log.warning("task %s of %s: unreadable checkpoint, dropping it", task_id, fw_id)
-            self.updates.remove(key)
-            return
-        if self.updates.is_finished(key):
-            self.updates.remove(key)
-            return
-        if isinstance(rec.get("framework"), dict):
-            self.frameworks[fw_id] = rec["framework"]
-        task = Task(
-            fw_id,
-            task_id,
-            rec.get("task") or {"task_id": {"value": task_id}},
-            str(rec.get("run_id", "")),
-            Path(str(rec.get("sandbox", ""))),
-            statuses=list(stream.history),
-        )
-        task.pid = rec.get("pid")
-        task.state = stream.history[-1]["state"] if stream.history else "TASK_STAGING"
-        self.tasks[key] = task
-        if task.terminal:
-            return
-        # The process (if any) was started by an earlier run of the agent: stop it.
-        pid, ticks = rec.get("pid"), rec.get("start_ticks")
-        if isinstance(pid, int) and ticks is not None and _proc_start_ticks(pid) == ticks:
-            log.warning("killing task %s's process group %d left by a previous run", task_id, pid)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        self._status(
-            task,
-            "TASK_LOST",
-            source="SOURCE_AGENT",
-            reason="REASON_AGENT_RESTARTED",
-            message=(
-                "The agent restarted (--recover="
-                f"{self.config.recover}) and killed the task's process: "
-                "reattaching to running tasks is not implemented"
-            ),
-        )
+        await recover_agent(self)
 
     def save_agent(self) -> None:
         self.store.save_agent(
@@ -259,7 +192,7 @@ class Agent:
         }
 
     # ---------------------------------------------------------------- status updates
-    def _status(
+    def report_status(
         self,
         task: Task,
         state: str,
@@ -462,7 +395,7 @@ class Agent:
         except Exception as exc:  # a bug here must not leave the task without an end
             log.exception("task %s: runner failed", task.task_id)
             if not task.terminal:
-                self._status(
+                self.report_status(
                     task,
                     "TASK_FAILED",
                     source="SOURCE_AGENT",
@@ -472,9 +405,9 @@ class Agent:
 
     async def _run_inner(self, task: Task) -> None:
         if task.kill_requested:
-            self._status(task, "TASK_KILLED", message="Killed before it was launched")
+            self.report_status(task, "TASK_KILLED", message="Killed before it was launched")
             return
-        self._status(task, "TASK_STARTING")
+        self.report_status(task, "TASK_STARTING")
         try:
             spec = command_spec(task.info)
             env = task_environment(
@@ -497,7 +430,7 @@ class Agent:
             task.process = proc
             await proc.start()
         except LaunchError as exc:
-            self._status(
+            self.report_status(
                 task,
                 "TASK_FAILED",
                 reason="REASON_COMMAND_EXECUTOR_FAILED",
@@ -508,16 +441,16 @@ class Agent:
             return
         task.pid = proc.pid
         assert task.pid is not None
-        self._checkpoint_task(task, pid=task.pid, start_ticks=_proc_start_ticks(task.pid))
+        self._checkpoint_task(task, pid=task.pid, start_ticks=proc_start_ticks(task.pid))
         if task.kill_requested:
             self._background_task(proc.kill(task.kill_grace or 0))
         else:
-            self._status(task, "TASK_RUNNING")
+            self.report_status(task, "TASK_RUNNING")
         rc = await proc.wait()
         oom = proc.oom_killed
         outcome = describe_exit(rc, killed=proc.kill_requested and not oom, oom=oom)
         source = "SOURCE_AGENT" if outcome.reason == "REASON_CONTAINER_LIMITATION_MEMORY" else None
-        self._status(
+        self.report_status(
             task,
             outcome.state,
             source=source or "SOURCE_EXECUTOR",

@@ -60,7 +60,11 @@ class MasterLink:
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
+        cred = self.config.credential
         self._client = httpx.AsyncClient(
+            # The credential rides in REGISTER (``register.credential``) and, for masters
+            # that check every request, as HTTP basic authentication too.
+            auth=(cred["principal"], cred["secret"]) if cred else None,
             timeout=httpx.Timeout(connect=5.0, read=None, write=10.0, pool=5.0),
             follow_redirects=False,
         )
