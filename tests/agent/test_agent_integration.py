@@ -323,3 +323,29 @@ async def test_finished_sandboxes_are_garbage_collected(tmp_path, fake_master):
     # After a restart, leftover sandboxes (the killed "keep") are collected too.
     async with running_agent(tmp_path, fake_master, gc_delay=0.0):
         await fake_master.wait_for(lambda m: not live.exists(), timeout=10)
+
+
+async def test_task_killing_state_for_frameworks_that_ask(tmp_path, fake_master):
+    async with running_agent(tmp_path, fake_master):
+        await fake_master.wait_registrations(1)
+        fake_master.auto_ack = True
+        for task_id, caps in (("plain", []), ("aware", [{"type": "TASK_KILLING_STATE"}])):
+            msg = run_task(task_id, "sleep 30")
+            msg["run_task"]["framework"] = {"id": {"value": f"fw-{task_id}"}, "capabilities": caps}
+            fake_master.send(msg)
+            await fake_master.wait_update(task_id, "TASK_RUNNING")
+            fake_master.send(
+                {
+                    "type": "KILL_TASK",
+                    "kill_task": {
+                        "framework_id": {"value": f"fw-{task_id}"},
+                        "task_id": {"value": task_id},
+                    },
+                }
+            )
+            await fake_master.wait_update(task_id, "TASK_KILLED")
+        assert [s["state"] for s in fake_master.updates("aware")][-2:] == [
+            "TASK_KILLING",
+            "TASK_KILLED",
+        ]
+        assert "TASK_KILLING" not in [s["state"] for s in fake_master.updates("plain")]

@@ -474,11 +474,19 @@ class Agent:
     def kill_task(self, task: Task, grace: float | None = None) -> None:
         if task.terminal:
             return
+        first = not task.kill_requested
         task.kill_requested = True
         task.kill_grace = self.grace_for(task) if grace is None else grace
         if task.process is not None and task.process.process is not None:
+            if first and task.state == "TASK_RUNNING" and self._wants_killing_state(task):
+                self.report_status(task, "TASK_KILLING", message="Killing the task")
             self._background_task(task.process.kill(task.kill_grace))
         # else: the runner sees kill_requested before or right after spawning.
+
+    def _wants_killing_state(self, task: Task) -> bool:
+        """Frameworks opt in to TASK_KILLING with the TASK_KILLING_STATE capability."""
+        caps = self.frameworks.get(task.framework_id, {}).get("capabilities") or []
+        return any(isinstance(c, dict) and c.get("type") == "TASK_KILLING_STATE" for c in caps)
 
     def on_kill_task(self, body: dict[str, Any]) -> None:
         fw_id = str((body.get("framework_id") or {}).get("value"))
