@@ -132,7 +132,10 @@ class Ready:
     1. persist ``snapshot`` (if any), then ``entries`` (which replace any stored
        entries from ``entries[0].index`` onward), then ``hard_state`` (if any),
        with one fsync for all of it when ``must_sync`` is true;
-    2. send ``messages`` (only after step 1 is durable);
+    2. send ``messages`` (only after step 1 is durable; a leader may send its
+       APPEND/HEARTBEAT/SNAPSHOT messages of an already-durable term before its
+       own write, Raft thesis §10.2.1, because the node counts the leader towards
+       a commit quorum only after ``advance`` reports its entries durable);
     3. apply ``snapshot`` then ``committed`` to the state machine, deliver
        ``read_states`` and settle ``dropped`` proposals;
     4. call ``node.advance(ready)``.
@@ -145,8 +148,8 @@ class Ready:
     messages: list[Message] = field(default_factory=list)
     committed: list[Entry] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
-    #: Proposal ids (the ``request_id`` given to ``propose``) this node can no
-    #: longer vouch for: it is not leader, so their fate is decided elsewhere.
+    #: Read-index request ids (given to ``read_index``) this node abandoned
+    #: because it stopped being leader: the caller must retry elsewhere.
     dropped_reads: list[int] = field(default_factory=list)
 
     @property
