@@ -8,7 +8,9 @@ import base64
 import contextlib
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,9 +21,32 @@ from typing import Any
 import httpx
 
 from paddock.recordio import RecordIODecoder
-from paddock.testing.ports import free_ports
 
 HOST = "127.0.0.1"
+
+_handed_out: set[int] = set()
+_rng = random.Random(os.getpid())
+
+
+def fixed_ports(count: int) -> list[int]:
+    """Ports below the kernel's ephemeral range (32768+ on Linux) that are free now.
+
+    Masters keep their ports across restarts and bind them seconds after the test
+    picked them; a port from the ephemeral range can meanwhile become the local end
+    of some outgoing connection, so these come from 20000-32767 instead."""
+    out: list[int] = []
+    while len(out) < count:
+        port = _rng.randrange(20000, 32768)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        out.append(port)
+    return out
 
 
 class HttpStatusError(Exception):
@@ -286,7 +311,7 @@ class FakeAgent(EventStreamClient):
 
 class MasterProcess:
     def __init__(self, zk: str, quorum: int, work_dir: Path, *extra: str) -> None:
-        self.port, self.registry_port = free_ports(2)
+        self.port, self.registry_port = fixed_ports(2)
         self.zk = zk
         self.quorum = quorum
         self.work_dir = work_dir
@@ -372,7 +397,7 @@ class AgentProcess:
     """A real ``paddock agent`` (started by the test, stopped by it)."""
 
     def __init__(self, master: str, work_dir: Path, resources: str = "cpus:2;mem:1024") -> None:
-        (self.port,) = free_ports(1)
+        (self.port,) = fixed_ports(1)
         self.master = master
         self.work_dir = work_dir
         self.resources = resources
