@@ -30,6 +30,7 @@ from paddock import __version__
 from paddock.agent.cgroups import CgroupManager
 from paddock.agent.checkpoint import CheckpointStore, validate_id
 from paddock.agent.config import AgentConfig
+from paddock.agent.fetcher import FetchError, fetch_uris
 from paddock.agent.gc import SandboxGC
 from paddock.agent.recovery_util import proc_start_ticks
 from paddock.agent.status_updates import (
@@ -408,6 +409,21 @@ class Agent:
             self.report_status(task, "TASK_KILLED", message="Killed before it was launched")
             return
         self.report_status(task, "TASK_STARTING")
+        command = task.info.get("command")
+        if isinstance(command, dict) and command.get("uris"):
+            try:
+                await fetch_uris(command["uris"], task.sandbox)
+            except FetchError as exc:
+                self.report_status(
+                    task,
+                    "TASK_FAILED",
+                    reason="REASON_CONTAINER_LAUNCH_FAILED",
+                    message=f"Failed to fetch URIs: {exc}",
+                )
+                return
+            if task.kill_requested:
+                self.report_status(task, "TASK_KILLED", message="Killed while fetching")
+                return
         try:
             spec = command_spec(task.info)
             env = task_environment(
