@@ -7,8 +7,10 @@ Modules, outside in:
   detected from the host where not given);
 * ``leader`` finds the leading master (``zk://`` ``json.info_*`` znodes, or HOST:PORT);
 * ``master_link`` speaks ``docs/agent-protocol.md``: REGISTER stream, events in, calls out;
-* ``daemon`` is the agent's state and behaviour (tasks, frameworks, events);
+* ``daemon`` is the agent's state and behaviour (tasks, frameworks, events); ``wire``
+  builds what it tells the master (AgentInfo, Task, REGISTER);
 * ``tasks`` runs one command as a process group in its sandbox; ``cgroups`` limits it;
+  ``fetcher`` brings ``command.uris`` into the sandbox first;
 * ``status_updates`` makes updates reliable (per-task streams, head-only, retries);
 * ``checkpoint`` is the durable layout under ``<work_dir>/meta`` (group-committed fsyncs);
 * ``recovery`` reads it back at start-up; ``gc`` removes old sandboxes;

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paddock import __version__
 from paddock.agent.cgroups import CgroupManager
 from paddock.agent.checkpoint import CheckpointStore, validate_id
 from paddock.agent.config import AgentConfig
@@ -147,50 +146,6 @@ class Agent:
                 "saved_at": time.time(),
             }
         )
-
-    # ---------------------------------------------------------------- JSON views
-    def agent_info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "hostname": self.config.hostname,
-            "port": self.config.port,
-            "resources": self.config.resources.to_json(),
-            "attributes": self.config.attributes_json(),
-        }
-        if self.agent_id:
-            info["id"] = {"value": self.agent_id}
-        return info
-
-    def task_json(self, task: Task) -> dict[str, Any]:
-        """A v1 ``Task``."""
-        out: dict[str, Any] = {
-            "name": task.info.get("name", task.task_id),
-            "task_id": {"value": task.task_id},
-            "framework_id": {"value": task.framework_id},
-            "executor_id": {"value": task.task_id},
-            "agent_id": {"value": self.agent_id or ""},
-            "state": task.state,
-            "resources": task.info.get("resources") or [],
-            "statuses": task.statuses,
-        }
-        for k in ("labels", "discovery", "container", "health_check", "kill_policy"):
-            if k in task.info:
-                out[k] = task.info[k]
-        stream = self.updates.streams.get(task.key)
-        if stream is not None and stream.head is not None:
-            out["status_update_state"] = stream.head["state"]
-            out["status_update_uuid"] = stream.head["uuid"]
-        return out
-
-    def register_body(self) -> dict[str, Any]:
-        fw_ids = sorted({t.framework_id for t in self.tasks.values()})
-        return {
-            "agent_info": self.agent_info(),
-            "tasks": [self.task_json(t) for t in self.tasks.values()],
-            "frameworks": [self.frameworks.get(f, {"id": {"value": f}}) for f in fw_ids],
-            "unacknowledged_updates": self.updates.unacknowledged(),
-            "version": f"paddock {__version__}",
-            **({"credential": self.config.credential} if self.config.credential else {}),
-        }
 
     # ---------------------------------------------------------------- status updates
     def report_status(

@@ -26,6 +26,7 @@ import httpx
 
 from paddock.agent.daemon import Agent
 from paddock.agent.leader import Address, LeaderDetector
+from paddock.agent.wire import register_body
 from paddock.recordio import RecordIODecoder, RecordIOError
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ class MasterLink:
         assert self._client is not None
         host, port = target
         url = f"http://{host}:{port}{AGENT_API_PATH}"
-        body = {"type": "REGISTER", "register": self.agent.register_body()}
+        body = {"type": "REGISTER", "register": register_body(self.agent)}
         registered = False
         try:
             async with self._client.stream(

@@ -29,39 +29,39 @@ log = logging.getLogger(__name__)
 __all__ = ["recover_agent"]
 
 
-async def recover_agent(self: Agent) -> None:
+async def recover_agent(agent: Agent) -> None:
     """Read the checkpoint: agent id, live tasks (whose processes a previous run
     left: killed, since reattaching is not implemented yet) and update streams."""
-    self.config.work_dir.mkdir(parents=True, exist_ok=True)
-    await asyncio.to_thread(self.store.empty_trash)
-    self.cgroups.detect(self.config.cgroups_enabled)
-    if not self.cgroups.available:
-        log.warning("cgroups unavailable, tasks run without limits: %s", self.cgroups.reason)
+    agent.config.work_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(agent.store.empty_trash)
+    agent.cgroups.detect(agent.config.cgroups_enabled)
+    if not agent.cgroups.available:
+        log.warning("cgroups unavailable, tasks run without limits: %s", agent.cgroups.reason)
     else:
-        log.info("cgroups: %s under %s", sorted(self.cgroups.controllers), "paddock")
-    saved = self.store.load_agent()
+        log.info("cgroups: %s under %s", sorted(agent.cgroups.controllers), "paddock")
+    saved = agent.store.load_agent()
     if saved and isinstance(saved.get("agent_id"), str):
-        self.agent_id = saved["agent_id"]
-        log.info("recovered agent id %s", self.agent_id)
-    for fw_id, task_id, rec in self.store.iter_tasks():
-        await _recover_task(self, fw_id, task_id, rec)
-    for group in self.cgroups.leftovers():
+        agent.agent_id = saved["agent_id"]
+        log.info("recovered agent id %s", agent.agent_id)
+    for fw_id, task_id, rec in agent.store.iter_tasks():
+        await _recover_task(agent, fw_id, task_id, rec)
+    for group in agent.cgroups.leftovers():
         await asyncio.to_thread(group.destroy)
-    self.gc.scan()
+    agent.gc.scan()
 
 
-async def _recover_task(self: Agent, fw_id: str, task_id: str, rec: dict[str, Any] | None) -> None:
+async def _recover_task(agent: Agent, fw_id: str, task_id: str, rec: dict[str, Any] | None) -> None:
     key = (fw_id, task_id)
-    stream = self.updates.recover(key)
+    stream = agent.updates.recover(key)
     if rec is None:
         log.warning("task %s of %s: unreadable checkpoint, dropping it", task_id, fw_id)
-        self.updates.remove(key)
+        agent.updates.remove(key)
         return
-    if self.updates.is_finished(key):
-        self.updates.remove(key)
+    if agent.updates.is_finished(key):
+        agent.updates.remove(key)
         return
     if isinstance(rec.get("framework"), dict):
-        self.frameworks[fw_id] = rec["framework"]
+        agent.frameworks[fw_id] = rec["framework"]
     task = Task(
         fw_id,
         task_id,
@@ -72,7 +72,7 @@ async def _recover_task(self: Agent, fw_id: str, task_id: str, rec: dict[str, An
     )
     task.pid = rec.get("pid")
     task.state = stream.history[-1]["state"] if stream.history else "TASK_STAGING"
-    self.tasks[key] = task
+    agent.tasks[key] = task
     if task.terminal:
         return
     # The process (if any) was started by an earlier run of the agent: stop it.
@@ -81,14 +81,14 @@ async def _recover_task(self: Agent, fw_id: str, task_id: str, rec: dict[str, An
         log.warning("killing task %s's process group %d left by a previous run", task_id, pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-    self.report_status(
+    agent.report_status(
         task,
         "TASK_LOST",
         source="SOURCE_AGENT",
         reason="REASON_AGENT_RESTARTED",
         message=(
             "The agent restarted (--recover="
-            f"{self.config.recover}) and killed the task's process: "
+            f"{agent.config.recover}) and killed the task's process: "
             "reattaching to running tasks is not implemented"
         ),
     )
