@@ -5,7 +5,19 @@ from __future__ import annotations
 import typer
 
 from paddock import __version__
-from paddock.cli import agent_cmd, consensus_cmd, keeper_cmd, marathon_cmd, master_cmd, sim_cmd
+from paddock.cli import (
+    agent_cmd,
+    app_cmd,
+    consensus_cmd,
+    keeper_cmd,
+    marathon_cmd,
+    master_cmd,
+    sim_cmd,
+    status_cmd,
+    task_cmd,
+    up_cmd,
+    zk_cmd,
+)
 
 app = typer.Typer(
     help="paddock: a highly available cluster manager.",
@@ -20,6 +32,19 @@ app.command("master", help="Run a master (Mesos-compatible, HA via ZooKeeper).")
 app.command("marathon", help="Run marathon (keeps apps running; HA via ZooKeeper).")(
     marathon_cmd.marathon
 )
+
+app.command("up", help="Start a whole local cluster (keepers, masters, agents, marathons).")(
+    up_cmd.up
+)
+app.command("down", help="Stop the cluster started by `paddock up --detach`.")(up_cmd.down)
+app.command("supervise", hidden=True)(up_cmd.supervise)
+app.command("status", help="Keeper and master quorum, leaders, agents, frameworks.")(
+    status_cmd.status
+)
+app.add_typer(app_cmd.app, name="app", help="Marathon apps: deploy, list, show, scale, rm.")
+app.add_typer(task_cmd.app, name="task", help="Tasks: list, logs, kill.")
+app.command("agents", help="Agents with free/used resources and attributes.")(status_cmd.agent_list)
+app.add_typer(zk_cmd.app, name="zk", help="Znodes: ls, get, set, rm (keeper or ZooKeeper).")
 
 
 @app.command()
