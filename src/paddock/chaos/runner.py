@@ -1,0 +1,368 @@
+"""One chaos run: lab up, keeper on every host, workload + nemesis, check, report.
+
+Why this order: the faults must only ever hit a cluster that is being watched,
+and everything the run started must be gone when it ends, whatever happened —
+so setup and teardown sit in one ``try/finally`` (SIGTERM is turned into
+KeyboardInterrupt for the duration, and stale namespaces of an earlier run are
+removed first). Every wait is bounded: a run takes at most ``--time`` plus the
+start-up, recovery and read-back bounds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from paddock.chaos import checker, report
+from paddock.chaos.hosts import Lab, connect_in_namespace
+from paddock.chaos.nemesis import KINDS, Nemesis, plan
+from paddock.chaos.workload_keeper import WorkerSpec
+
+CLIENT_PORT = 2181
+PEER_PORT = 7001
+CLIENTS_PER_HOST = 2
+KEY_PERIOD = 5.0
+KEYS = 3
+
+
+@dataclass
+class RunConfig:
+    hosts: int = 5
+    time: float = 120.0
+    nemesis: tuple[str, ...] = KINDS
+    workload: str = "keeper"
+    seed: int = 0
+    out: Path = Path("chaos-out")
+    start_timeout: float = 60.0
+    recovery_timeout: float = 60.0
+    quiet: bool = False
+
+
+@dataclass
+class RunResult:
+    out: Path
+    check: checker.CheckResult
+    faults: list[dict[str, Any]]
+    leaders: list[dict[str, Any]]
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.check.ok
+
+
+def _python() -> list[str]:
+    return [sys.executable]
+
+
+class KeeperCluster:
+    """``paddock keeper`` on every lab host (the nemesis's :class:`Cluster`)."""
+
+    def __init__(self, lab: Lab, out: Path) -> None:
+        self.lab = lab
+        self.out = out
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.paused: set[int] = set()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, lab.hosts), thread_name_prefix="probe")
+
+    def peers(self) -> str:
+        return ",".join(
+            f"{h}={self.lab.address(h)}:{PEER_PORT}" for h in range(1, self.lab.hosts + 1)
+        )
+
+    def hosts_string(self, only: int | None = None) -> str:
+        hs = [only] if only is not None else range(1, self.lab.hosts + 1)
+        return ",".join(f"{self.lab.address(h)}:{CLIENT_PORT}" for h in hs)
+
+    def start(self, h: int) -> None:
+        d = self.out / f"n{h}"
+        (d / "data").mkdir(parents=True, exist_ok=True)
+        argv = [
+            *self.lab.exec_prefix(h), *_python(), "-m", "paddock.cli.main", "keeper",
+            "--id", str(h), "--peers", self.peers(),
+            "--client-port", str(CLIENT_PORT), "--client-host", self.lab.address(h),
+            "--data-dir", str(d / "data"),
+        ]  # fmt: skip
+        log = open(d / "keeper.log", "ab")  # noqa: SIM115 - owned by the child
+        try:
+            self.procs[h] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+
+    def kill(self, h: int) -> None:
+        p = self.procs.get(h)
+        if p is not None and p.poll() is None:
+            p.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(10)
+        self.paused.discard(h)
+
+    def restart(self, h: int) -> None:
+        self.kill(h)
+        self.start(h)
+
+    def pause(self, h: int) -> None:
+        p = self.procs.get(h)
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGSTOP)
+            self.paused.add(h)
+
+    def resume(self, h: int) -> None:
+        p = self.procs.get(h)
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGCONT)
+        self.paused.discard(h)
+
+    def heal(self) -> None:
+        """Every keeper running and not paused."""
+        for h in range(1, self.lab.hosts + 1):
+            p = self.procs.get(h)
+            if p is None or p.poll() is not None:
+                self.start(h)
+            elif h in self.paused:
+                self.resume(h)
+
+    def mode(self, h: int, timeout: float = 0.5) -> str:
+        """The ``srvr`` Mode of keeper h, or 'down'."""
+        try:
+            s = connect_in_namespace(self.lab.ns(h), (self.lab.address(h), CLIENT_PORT), timeout)
+        except OSError:
+            return "down"
+        try:
+            s.sendall(b"srvr")
+            chunks = []
+            while True:
+                b = s.recv(4096)
+                if not b:
+                    break
+                chunks.append(b)
+        except OSError:
+            return "down"
+        finally:
+            s.close()
+        for line in b"".join(chunks).decode(errors="replace").splitlines():
+            if line.startswith("Mode:"):
+                return line.split(":", 1)[1].strip()
+        return "unknown"
+
+    def modes(self) -> dict[int, str]:
+        hosts = list(range(1, self.lab.hosts + 1))
+        return dict(zip(hosts, self._pool.map(self.mode, hosts), strict=True))
+
+    def leader(self) -> int | None:
+        leaders = [h for h, m in self.modes().items() if m == "leader"]
+        return leaders[0] if len(leaders) == 1 else None
+
+    def healthy(self) -> bool:
+        modes = self.modes().values()
+        return all(m in ("leader", "follower") for m in modes) and "leader" in modes
+
+    def stop_all(self) -> None:
+        for h, p in self.procs.items():
+            if p.poll() is None:
+                if h in self.paused:
+                    p.send_signal(signal.SIGCONT)
+                p.terminate()
+        deadline = time.monotonic() + 10
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _wait(cond: Any, timeout: float, step: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return False
+
+
+def _sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def run(cfg: RunConfig) -> RunResult:
+    if cfg.workload != "keeper":
+        raise ValueError(f"unknown workload {cfg.workload!r} (available: keeper)")
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    logf = open(out / "run.log", "a", buffering=1)  # noqa: SIM115 - closed below
+
+    def log(msg: str) -> None:
+        logf.write(msg + "\n")
+        if not cfg.quiet:
+            print(msg, flush=True)
+
+    lab = Lab(cfg.hosts)
+    cluster = KeeperCluster(lab, out)
+    old_handler = None
+    with contextlib.suppress(ValueError):  # not the main thread: no handler
+        old_handler = signal.signal(signal.SIGTERM, _sigterm)
+    gens = int(cfg.time // KEY_PERIOD) + 2
+    workers: list[subprocess.Popen[bytes]] = []
+    history_files: list[Path] = []
+    faults: list[dict[str, Any]] = []
+    leaders: list[dict[str, Any]] = []
+    final: dict[str, Any] | None = None
+    figures: dict[str, Any] = {"hosts": cfg.hosts, "time": cfg.time, "seed": cfg.seed}
+    try:
+        lab.create()
+        log(f"lab: {cfg.hosts} hosts {[lab.address(h) for h in range(1, cfg.hosts + 1)]}")
+        for h in range(1, cfg.hosts + 1):
+            cluster.start(h)
+        if not _wait(cluster.healthy, cfg.start_timeout):
+            raise RuntimeError(f"keeper cluster not serving after {cfg.start_timeout}s")
+        log(f"keeper serving: {cluster.modes()}")
+        setup = subprocess.run(
+            [
+                *lab.exec_prefix(1),
+                *_python(),
+                "-m",
+                "paddock.chaos.workload_keeper",
+                "setup",
+                "--hosts",
+                cluster.hosts_string(),
+                "--gens",
+                str(gens),
+                "--keys",
+                str(KEYS),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if setup.returncode != 0:
+            raise RuntimeError(f"workload setup failed: {setup.stderr[-2000:]}")
+        start_ns = time.monotonic_ns()
+
+        def clock() -> float:
+            return (time.monotonic_ns() - start_ns) / 1e9
+
+        total_clients = cfg.hosts * CLIENTS_PER_HOST
+        for h in range(1, cfg.hosts + 1):
+            path = out / f"history-h{h}.jsonl"
+            path.unlink(missing_ok=True)
+            history_files.append(path)
+            spec = WorkerSpec(
+                clients=[cluster.hosts_string(h), cluster.hosts_string()],
+                procs=[(h - 1) * CLIENTS_PER_HOST + i for i in range(CLIENTS_PER_HOST)],
+                stride=total_clients,
+                seed=cfg.seed * 100 + h,
+                start_ns=start_ns,
+                duration=cfg.time,
+                keys=KEYS,
+                key_period=KEY_PERIOD,
+                out=str(path),
+            )
+            argv = [
+                *lab.exec_prefix(h), *_python(), "-m", "paddock.chaos.workload_keeper", "work",
+                "--spec", spec.to_json(),
+            ]  # fmt: skip
+            with open(out / f"worker-h{h}.log", "ab") as wlog:
+                workers.append(subprocess.Popen(argv, stdout=wlog, stderr=subprocess.STDOUT))
+        schedule = plan(cfg.seed, cfg.time, cfg.nemesis, cfg.hosts)
+        nemesis = Nemesis(lab, cluster, schedule, clock, log)
+        last_sample = [-1.0]
+
+        def sample() -> None:
+            now = clock()
+            if now - last_sample[0] >= 1.0:
+                last_sample[0] = now
+                leaders.append({"t": now, "modes": cluster.modes()})
+
+        log(f"workload started; {len(schedule)} faults planned (seed {cfg.seed})")
+        try:
+            nemesis.run(cfg.time, sample)
+        finally:
+            faults = [r.to_json() for r in nemesis.records]
+            cluster.heal()
+            lab.heal()
+        heal_t = clock()
+        recovered = _wait(cluster.healthy, cfg.recovery_timeout)
+        figures["recovery_s"] = round(clock() - heal_t, 2) if recovered else None
+        log(f"healed at {heal_t:.1f}s; recovered: {recovered} {cluster.modes()}")
+        deadline = time.monotonic() + 20
+        for w in workers:
+            try:
+                w.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait(5)
+        if recovered:
+            vpath = out / "final.json"
+            v = subprocess.run(
+                [
+                    *lab.exec_prefix(1),
+                    *_python(),
+                    "-m",
+                    "paddock.chaos.workload_keeper",
+                    "verify",
+                    "--hosts",
+                    cluster.hosts_string(),
+                    "--gens",
+                    str(gens),
+                    "--keys",
+                    str(KEYS),
+                    "--out",
+                    str(vpath),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=90,
+                check=False,
+            )
+            if v.returncode == 0:
+                final = json.loads(vpath.read_text())
+            else:
+                log(f"final read-back failed: {v.stderr[-2000:]}")
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    w.wait(5)
+        cluster.stop_all()
+        lab.destroy()
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+    events: list[dict[str, Any]] = []
+    for i, path in enumerate(history_files):
+        if path.exists():
+            for line in path.read_text().splitlines():
+                with contextlib.suppress(json.JSONDecodeError):  # a torn last line
+                    ev = json.loads(line)
+                    ev["w"] = i + 1
+                    ev["t"] = ev["t"] - start_ns
+                    events.append(ev)
+    if final is not None:
+        final["t_start"] = final["t_start"] - start_ns
+    events.sort(key=lambda e: e["t"])
+    with open(out / "history.jsonl", "w") as f:
+        for ev in events:
+            f.write(json.dumps(ev) + "\n")
+    result = checker.check(events, final)
+    figures["faults"] = len(faults)
+    figures["operations"] = sum(1 for e in events if e["type"] == "invoke")
+    figures["ok"] = sum(1 for e in events if e["type"] == "ok")
+    figures["anomalies"] = len(result.anomalies)
+    rr = RunResult(out, result, faults, leaders, figures)
+    report.write(rr, events)
+    log(report.text(rr))
+    logf.close()
+    return rr
