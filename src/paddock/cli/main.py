@@ -8,6 +8,7 @@ from paddock import __version__
 from paddock.cli import (
     agent_cmd,
     app_cmd,
+    chaos_cmd,
     consensus_cmd,
     keeper_cmd,
     marathon_cmd,
@@ -25,6 +26,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(sim_cmd.app, name="sim", help="Deterministic simulation of paddock's cores.")
+app.add_typer(chaos_cmd.app, name="chaos", help="The chaos lab: hosts, faults, checked histories.")
 app.add_typer(consensus_cmd.app, name="consensus", help="Run and inspect consensus nodes.")
 app.command("keeper", help="Run a keeper server (ZooKeeper-compatible).")(keeper_cmd.keeper)
 app.command("agent", help="Run an agent that runs tasks for the masters.")(agent_cmd.agent)
