@@ -29,9 +29,7 @@ from typing import Any
 from paddock.agent.cgroups import CgroupManager
 from paddock.agent.checkpoint import CheckpointStore, validate_id
 from paddock.agent.config import AgentConfig
-from paddock.agent.fetcher import FetchError, fetch_uris
 from paddock.agent.gc import SandboxGC
-from paddock.agent.recovery_util import proc_start_ticks
 from paddock.agent.status_updates import (
     TERMINAL_STATES,
     FileUpdateLog,
@@ -39,12 +37,7 @@ from paddock.agent.status_updates import (
     TaskKey,
 )
 from paddock.agent.tasks import (
-    LaunchError,
     TaskProcess,
-    command_spec,
-    describe_exit,
-    task_environment,
-    task_scalar,
 )
 
 log = logging.getLogger(__name__)
@@ -332,10 +325,12 @@ class Agent:
         task = Task(fw_id, task_id, info, run_id, sandbox)
         self.tasks[key] = task
         self.counters["tasks_launched"] += 1
-        self._checkpoint_task(task)
-        task.runner = asyncio.create_task(self._run(task), name=f"task-{task_id}")
+        self.checkpoint_task(task)
+        from paddock.agent.launcher import run_task_process
 
-    def _checkpoint_task(self, task: Task, **extra: Any) -> None:
+        task.runner = asyncio.create_task(run_task_process(self, task), name=f"task-{task_id}")
+
+    def checkpoint_task(self, task: Task, **extra: Any) -> None:
         record = {
             "framework": self.frameworks.get(task.framework_id, {}),
             "task": task.info,
@@ -345,91 +340,8 @@ class Agent:
         }
         self.store.save_task(task.framework_id, task.task_id, record)
 
-    async def _run(self, task: Task) -> None:
-        try:
-            await self._run_inner(task)
-        except Exception as exc:  # a bug here must not leave the task without an end
-            log.exception("task %s: runner failed", task.task_id)
-            if not task.terminal:
-                self.report_status(
-                    task,
-                    "TASK_FAILED",
-                    source="SOURCE_AGENT",
-                    reason="REASON_EXECUTOR_TERMINATED",
-                    message=f"agent error while running the task: {exc}",
-                )
-
-    async def _run_inner(self, task: Task) -> None:
-        if task.kill_requested:
-            self.report_status(task, "TASK_KILLED", message="Killed before it was launched")
-            return
-        self.report_status(task, "TASK_STARTING")
-        command = task.info.get("command")
-        if isinstance(command, dict) and command.get("uris"):
-            try:
-                await fetch_uris(command["uris"], task.sandbox)
-            except FetchError as exc:
-                self.report_status(
-                    task,
-                    "TASK_FAILED",
-                    reason="REASON_CONTAINER_LAUNCH_FAILED",
-                    message=f"Failed to fetch URIs: {exc}",
-                )
-                return
-            if task.kill_requested:
-                self.report_status(task, "TASK_KILLED", message="Killed while fetching")
-                return
-        try:
-            spec = command_spec(task.info)
-            env = task_environment(
-                task_info=task.info,
-                framework_id=task.framework_id,
-                agent_id=self.agent_id or "",
-                sandbox=task.sandbox,
-                agent_endpoint=self.endpoint,
-                hostname=self.config.hostname,
-            )
-            cgroup = None
-            if self.cgroups.available:
-                cgroup = await asyncio.to_thread(
-                    self.cgroups.create,
-                    f"{task.framework_id}.{task.task_id}.{task.run_id}",
-                    task_scalar(task.info, "cpus"),
-                    task_scalar(task.info, "mem"),
-                )
-            proc = TaskProcess(spec, task.sandbox, env, cgroup)
-            task.process = proc
-            await proc.start()
-        except LaunchError as exc:
-            self.report_status(
-                task,
-                "TASK_FAILED",
-                reason="REASON_COMMAND_EXECUTOR_FAILED",
-                message=str(exc),
-            )
-            if task.process is not None and task.process.cgroup is not None:
-                await asyncio.to_thread(task.process.cgroup.destroy)
-            return
-        task.pid = proc.pid
-        assert task.pid is not None
-        self._checkpoint_task(task, pid=task.pid, start_ticks=proc_start_ticks(task.pid))
-        if task.kill_requested:
-            self._background_task(proc.kill(task.kill_grace or 0))
-        else:
-            self.report_status(task, "TASK_RUNNING")
-        rc = await proc.wait()
-        oom = proc.oom_killed
-        outcome = describe_exit(rc, killed=proc.kill_requested and not oom, oom=oom)
-        source = "SOURCE_AGENT" if outcome.reason == "REASON_CONTAINER_LIMITATION_MEMORY" else None
-        self.report_status(
-            task,
-            outcome.state,
-            source=source or "SOURCE_EXECUTOR",
-            reason=outcome.reason,
-            message=outcome.message,
-        )
-
-    def _background_task(self, coro: Any) -> None:
+    def background(self, coro: Any) -> None:
+        """Run ``coro`` without waiting for it (kept referenced until it ends)."""
         t = asyncio.ensure_future(coro)
         self._background.add(t)
         t.add_done_callback(self._background.discard)
@@ -451,7 +363,7 @@ class Agent:
         if task.process is not None and task.process.process is not None:
             if first and task.state == "TASK_RUNNING" and self._wants_killing_state(task):
                 self.report_status(task, "TASK_KILLING", message="Killing the task")
-            self._background_task(task.process.kill(task.kill_grace))
+            self.background(task.process.kill(task.kill_grace))
         # else: the runner sees kill_requested before or right after spawning.
 
     def _wants_killing_state(self, task: Task) -> bool:

@@ -1,0 +1,115 @@
+"""One task's life on the agent: fetch, launch, (health checks), wait, report.
+
+``TASK_STARTING`` -> fetch ``command.uris`` -> cgroups -> spawn -> ``TASK_RUNNING`` ->
+exit -> ``TASK_FINISHED`` / ``TASK_FAILED`` / ``TASK_KILLED``.  Every step that can fail
+ends the task with a terminal update naming why; a kill requested at any point is
+honoured at the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from paddock.agent.daemon import Agent, Task
+from paddock.agent.fetcher import FetchError, fetch_uris
+from paddock.agent.recovery_util import proc_start_ticks
+from paddock.agent.tasks import (
+    LaunchError,
+    TaskProcess,
+    command_spec,
+    describe_exit,
+    task_environment,
+    task_scalar,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_task_process"]
+
+
+async def run_task_process(agent: Agent, task: Task) -> None:
+    """The task's whole life on this agent; never raises (a bug ends the task FAILED)."""
+    try:
+        await _run(agent, task)
+    except Exception as exc:  # a bug here must not leave the task without an end
+        log.exception("task %s: runner failed", task.task_id)
+        if not task.terminal:
+            agent.report_status(
+                task,
+                "TASK_FAILED",
+                source="SOURCE_AGENT",
+                reason="REASON_EXECUTOR_TERMINATED",
+                message=f"agent error while running the task: {exc}",
+            )
+
+
+async def _run(agent: Agent, task: Task) -> None:
+    if task.kill_requested:
+        agent.report_status(task, "TASK_KILLED", message="Killed before it was launched")
+        return
+    agent.report_status(task, "TASK_STARTING")
+    command = task.info.get("command")
+    if isinstance(command, dict) and command.get("uris"):
+        try:
+            await fetch_uris(command["uris"], task.sandbox)
+        except FetchError as exc:
+            agent.report_status(
+                task,
+                "TASK_FAILED",
+                reason="REASON_CONTAINER_LAUNCH_FAILED",
+                message=f"Failed to fetch URIs: {exc}",
+            )
+            return
+        if task.kill_requested:
+            agent.report_status(task, "TASK_KILLED", message="Killed while fetching")
+            return
+    try:
+        spec = command_spec(task.info)
+        env = task_environment(
+            task_info=task.info,
+            framework_id=task.framework_id,
+            agent_id=agent.agent_id or "",
+            sandbox=task.sandbox,
+            agent_endpoint=agent.endpoint,
+            hostname=agent.config.hostname,
+        )
+        cgroup = None
+        if agent.cgroups.available:
+            cgroup = await asyncio.to_thread(
+                agent.cgroups.create,
+                f"{task.framework_id}.{task.task_id}.{task.run_id}",
+                task_scalar(task.info, "cpus"),
+                task_scalar(task.info, "mem"),
+            )
+        proc = TaskProcess(spec, task.sandbox, env, cgroup)
+        task.process = proc
+        await proc.start()
+    except LaunchError as exc:
+        agent.report_status(
+            task,
+            "TASK_FAILED",
+            reason="REASON_COMMAND_EXECUTOR_FAILED",
+            message=str(exc),
+        )
+        if task.process is not None and task.process.cgroup is not None:
+            await asyncio.to_thread(task.process.cgroup.destroy)
+        return
+    task.pid = proc.pid
+    assert task.pid is not None
+    agent.checkpoint_task(task, pid=task.pid, start_ticks=proc_start_ticks(task.pid))
+    if task.kill_requested:
+        agent.background(proc.kill(task.kill_grace or 0))
+    else:
+        agent.report_status(task, "TASK_RUNNING")
+    rc = await proc.wait()
+    oom = proc.oom_killed
+    outcome = describe_exit(rc, killed=proc.kill_requested and not oom, oom=oom)
+    source = "SOURCE_AGENT" if outcome.reason == "REASON_CONTAINER_LIMITATION_MEMORY" else None
+    agent.report_status(
+        task,
+        outcome.state,
+        source=source or "SOURCE_EXECUTOR",
+        reason=outcome.reason,
+        message=outcome.message,
+    )
