@@ -9,8 +9,9 @@ Modules, outside in:
 * ``master_link`` speaks ``docs/agent-protocol.md``: REGISTER stream, events in, calls out;
 * ``daemon`` is the agent's state and behaviour (tasks, frameworks, events); ``wire``
   builds what it tells the master (AgentInfo, Task, REGISTER);
-* ``tasks`` runs one command as a process group in its sandbox; ``cgroups`` limits it;
-  ``fetcher`` brings ``command.uris`` into the sandbox first;
+* ``launcher`` is one task's life (fetch, launch, health checks, report); ``tasks`` runs
+  one command as a process group in its sandbox; ``cgroups`` limits it;
+  ``fetcher`` brings ``command.uris`` into the sandbox first; ``healthcheck`` checks it;
 * ``status_updates`` makes updates reliable (per-task streams, head-only, retries);
 * ``checkpoint`` is the durable layout under ``<work_dir>/meta`` (group-committed fsyncs);
 * ``recovery`` reads it back at start-up; ``gc`` removes old sandboxes;

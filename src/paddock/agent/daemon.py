@@ -149,6 +149,7 @@ class Agent:
         source: str = "SOURCE_EXECUTOR",
         reason: str | None = None,
         message: str | None = None,
+        healthy: bool | None = None,
     ) -> dict[str, Any]:
         """Make a reliable update: record it on the task, checkpoint, send if head."""
         status: dict[str, Any] = {
@@ -164,6 +165,8 @@ class Agent:
             status["reason"] = reason
         if message:
             status["message"] = message
+        if healthy is not None:
+            status["healthy"] = healthy
         task.state = state
         task.statuses.append(status)
         counter = {

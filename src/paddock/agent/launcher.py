@@ -9,10 +9,12 @@ honoured at the next step.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from paddock.agent.daemon import Agent, Task
 from paddock.agent.fetcher import FetchError, fetch_uris
+from paddock.agent.healthcheck import HealthCheck, HealthChecker, parse_health_check
 from paddock.agent.recovery_util import proc_start_ticks
 from paddock.agent.tasks import (
     LaunchError,
@@ -26,6 +28,29 @@ from paddock.agent.tasks import (
 log = logging.getLogger(__name__)
 
 __all__ = ["run_task_process"]
+
+
+async def _watch_health(
+    agent: Agent, task: Task, health: HealthCheck, env: dict[str, str], unhealthy: list[str]
+) -> None:
+    """Report health changes as TASK_RUNNING updates; kill the task when it fails."""
+
+    def changed(ok: bool, detail: str) -> None:
+        if not task.kill_requested:
+            agent.report_status(
+                task,
+                "TASK_RUNNING",
+                reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
+                message=detail,
+                healthy=ok,
+            )
+
+    def failed(detail: str) -> None:
+        log.warning("task %s is unhealthy: %s; killing it", task.task_id, detail)
+        unhealthy.append(detail)
+        agent.kill_task(task)
+
+    await HealthChecker(health, env, task.sandbox, changed, failed).run()
 
 
 async def run_task_process(agent: Agent, task: Task) -> None:
@@ -65,6 +90,11 @@ async def _run(agent: Agent, task: Task) -> None:
             agent.report_status(task, "TASK_KILLED", message="Killed while fetching")
             return
     try:
+        health = parse_health_check(task.info.get("health_check"))
+    except ValueError as exc:
+        agent.report_status(task, "TASK_ERROR", reason="REASON_TASK_INVALID", message=str(exc))
+        return
+    try:
         spec = command_spec(task.info)
         env = task_environment(
             task_info=task.info,
@@ -98,11 +128,30 @@ async def _run(agent: Agent, task: Task) -> None:
     task.pid = proc.pid
     assert task.pid is not None
     agent.checkpoint_task(task, pid=task.pid, start_ticks=proc_start_ticks(task.pid))
+    checker: asyncio.Task[None] | None = None
+    unhealthy: list[str] = []
     if task.kill_requested:
         agent.background(proc.kill(task.kill_grace or 0))
     else:
         agent.report_status(task, "TASK_RUNNING")
-    rc = await proc.wait()
+        if health is not None:
+            checker = asyncio.create_task(_watch_health(agent, task, health, env, unhealthy))
+    try:
+        rc = await proc.wait()
+    finally:
+        if checker is not None:
+            checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checker
+    if unhealthy:
+        agent.report_status(
+            task,
+            "TASK_KILLED",
+            reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
+            message=f"Task killed after {unhealthy[0]}",
+            healthy=False,
+        )
+        return
     oom = proc.oom_killed
     outcome = describe_exit(rc, killed=proc.kill_requested and not oom, oom=oom)
     source = "SOURCE_AGENT" if outcome.reason == "REASON_CONTAINER_LIMITATION_MEMORY" else None

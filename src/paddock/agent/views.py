@@ -66,7 +66,7 @@ def _classic_task(agent: Agent, task: Task) -> dict[str, Any]:
         "state": task.state,
         "resources": flat_resources(task_resources(task)),
         "statuses": [
-            {k: s[k] for k in ("state", "timestamp", "message", "reason") if k in s}
+            {k: s[k] for k in ("state", "timestamp", "message", "reason", "healthy") if k in s}
             for s in task.statuses
         ],
         "directory": str(task.sandbox),
