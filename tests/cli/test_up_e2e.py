@@ -1,0 +1,219 @@
+"""``paddock up`` to ``paddock down`` from the command line, on real local clusters.
+
+A small cluster (1 keeper, 1 master, 2 agents, 1 marathon) runs the example app; its
+instances answer HTTP on their ports; ``status``, ``task list``, ``task logs``,
+``app scale``, ``app deploy`` (YAML) work against it; a daemon killed with SIGKILL is
+restarted by the supervisor; ``down`` leaves no process behind, and a second ``up``
+resumes the same cluster (same ports, the app still defined and running again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from cluster_cli import (
+    PADDOCK,
+    logs,
+    paddock,
+    paddock_json,
+    processes_of,
+    stop_cluster,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+SMALL = ["--keepers", "1", "--masters", "1", "--agents", "2", "--marathons", "1"]
+
+
+@pytest.fixture
+def work_dir(tmp_path: Path, request: pytest.FixtureRequest):
+    d = tmp_path / "cluster"
+    failed_before = request.session.testsfailed
+    try:
+        yield d
+    finally:
+        if request.session.testsfailed > failed_before and (d / "logs").exists():
+            print(logs(d))
+        stop_cluster(d)
+
+
+def serving(task: dict) -> bool:
+    r = httpx.get(f"http://{task['host']}:{task['ports'][0]}/", timeout=3)
+    return r.status_code == 200 and task["id"] in r.text
+
+
+def test_small_cluster_from_up_to_down_and_resume(work_dir: Path, tmp_path: Path):
+    wd = ["--work-dir", str(work_dir)]
+    t0 = time.monotonic()
+    r = paddock("up", *wd, *SMALL, "--detach")
+    assert r.returncode == 0, r.stdout + r.stderr
+    print(f"up --detach (small, with example app): {time.monotonic() - t0:.1f}s")
+    assert "cluster is up" in r.stdout
+    cluster = json.loads((work_dir / "cluster.json").read_text())
+    assert cluster["zk"].startswith("zk://127.0.0.1:")
+    assert len(cluster["keepers"]) == 1 and len(cluster["masters"]) == 1
+    assert len(cluster["agents"]) == 2 and len(cluster["marathons"]) == 1
+    assert cluster["ui"] == f"http://{cluster['marathons'][0]}/ui/"
+    sup_pid = int((work_dir / "supervisor.pid").read_text())
+
+    # -- the example app: 3 healthy instances that really serve HTTP ----------------------
+    tasks = paddock_json("task", "list", *wd, "--app", "/hello")
+    assert len(tasks) == 3
+    assert all(t["state"] == "TASK_RUNNING" for t in tasks)
+    for t in tasks:
+        assert serving(t)
+
+    # -- status: quorum and leaders, both agents, the marathon framework -----------------
+    st = paddock_json("status", *wd)
+    assert st["keeper_quorum"] and st["keepers"][0]["mode"] == "standalone"
+    assert st["master_quorum"] and st["master_leader"] == cluster["masters"][0]
+    assert sorted(a["hostname"] for a in st["agents"]) == ["127.0.1.1", "127.0.1.2"]
+    assert {a["attributes"]["name"] for a in st["agents"]} == {"agent1", "agent2"}
+    assert sum(a["used"]["cpus"] for a in st["agents"]) == pytest.approx(0.3)
+    assert [f["name"] for f in st["frameworks"]] == ["marathon"]
+    assert paddock("status", *wd).returncode == 0
+
+    # -- environment variables instead of flags ---------------------------------------
+    r = paddock("app", "list", "-o", "json", env={"PADDOCK_WORK_DIR": str(work_dir)})
+    assert r.returncode == 0 and [a["id"] for a in json.loads(r.stdout)] == ["/hello"]
+
+    # -- task logs: the sandbox stdout and stderr through the agent ---------------------
+    r = paddock("task", "logs", tasks[0]["id"], *wd)
+    assert r.returncode == 0, r.stderr
+    assert f"hello from {tasks[0]['id']}" in r.stdout
+    assert "Serving HTTP" in r.stdout
+    r = paddock("task", "logs", tasks[0]["id"], "--stderr", *wd)
+    assert r.returncode == 0 and "GET / HTTP/1.1" in r.stdout  # the health checks
+
+    # -- app scale waits for its deployment -----------------------------------------------
+    r = paddock("app", "scale", "/hello", "1", *wd)
+    assert r.returncode == 0, r.stdout + r.stderr
+    tasks = paddock_json("task", "list", *wd)
+    assert len(tasks) == 1 and serving(tasks[0])
+
+    # -- app deploy from YAML, and an update of it ----------------------------------------
+    spec = tmp_path / "echo.yaml"
+    spec.write_text(
+        "id: /tools/echo\n"
+        "cmd: exec python3 -u -m http.server $PORT0 --bind $HOST\n"
+        "cpus: 0.1\nmem: 32\ninstances: 2\n"
+        "portDefinitions: [{port: 0}]\n"
+    )
+    r = paddock("app", "deploy", str(spec), *wd)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(paddock_json("task", "list", *wd, "--app", "/tools/echo")) == 2
+    app = json.loads(paddock("app", "show", "/tools/echo", *wd).stdout)
+    assert app["tasksRunning"] == 2
+
+    # -- a daemon killed with SIGKILL is restarted by the supervisor ----------------------
+    pids = json.loads((work_dir / "pids.json").read_text())
+    os.kill(pids["marathon1"], signal.SIGKILL)
+    wait_until(
+        lambda: json.loads((work_dir / "pids.json").read_text())["marathon1"] != pids["marathon1"],
+        20,
+        "marathon restarted",
+    )
+    wait_until(
+        lambda: httpx.get(f"http://{cluster['marathons'][0]}/v2/info", timeout=2).json()["elected"],
+        60,
+        "restarted marathon leads",
+    )
+    assert "marathon1 restarted" in (work_dir / "logs" / "supervisor.log").read_text()
+
+    # -- down: nothing of this cluster keeps running --------------------------------------
+    assert processes_of(work_dir)
+    r = paddock("down", *wd)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(f"/proc/{sup_pid}") or _zombie(sup_pid)
+    assert processes_of(work_dir) == []
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://{cluster['marathons'][0]}/ping", timeout=2)
+    r = paddock("down", *wd)
+    assert r.returncode == 1 and r.stderr.startswith("error: no cluster is running")
+
+    # -- a second up resumes: same ports, the apps' state kept --------------------------
+    r = paddock("up", *wd, "--detach", "--no-example")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "resuming" in r.stdout
+    assert json.loads((work_dir / "cluster.json").read_text()) == cluster
+    apps = wait_until(
+        lambda: (
+            a := {x["id"]: x for x in paddock_json("app", "list", *wd)}
+        ) and all(x["tasksRunning"] == x["instances"] for x in a.values()) and a,
+        90,
+        "apps running again after resume",
+    )
+    assert apps["/hello"]["instances"] == 1 and apps["/tools/echo"]["instances"] == 2
+    r = paddock("up", *wd, "--detach")
+    assert r.returncode == 1 and "already running" in r.stderr
+    assert paddock("down", *wd).returncode == 0
+    assert processes_of(work_dir) == []
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_foreground_up_stops_everything_on_sigterm(work_dir: Path):
+    proc = subprocess.Popen(
+        [*PADDOCK, "up", "--work-dir", str(work_dir), *SMALL, "--agents", "1", "--no-example"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        seen = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if "Ctrl-C stops the cluster" in line:
+                break
+        assert any("cluster is up" in s for s in seen), "".join(seen)
+        assert processes_of(work_dir)
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.communicate(timeout=90)[0]
+        assert proc.returncode == 0, rest
+        assert "stopped" in rest
+        assert processes_of(work_dir) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.timeout(200)
+def test_default_shape_3_keepers_3_masters_3_agents_2_marathons(work_dir: Path):
+    wd = ["--work-dir", str(work_dir)]
+    t0 = time.monotonic()
+    r = paddock("up", *wd, "--detach")
+    assert r.returncode == 0, r.stdout + r.stderr
+    print(f"up --detach (3/3/3/2, with example app): {time.monotonic() - t0:.1f}s")
+    st = paddock_json("status", *wd)
+    modes = sorted(k["mode"] for k in st["keepers"])
+    assert modes == ["follower", "follower", "leader"]
+    assert st["master_quorum"] and st["master_leader"] in [m["address"] for m in st["masters"]]
+    assert sum(1 for m in st["masters"] if m.get("elected")) == 1
+    assert len([a for a in st["agents"] if a["active"]]) == 3
+    assert sum(1 for m in st["marathons"] if m["leader"]) == 1
+    tasks = paddock_json("task", "list", *wd)
+    assert len(tasks) == 3 and all(serving(t) for t in tasks)
+    # a standby marathon answers too (it proxies to the leader)
+    cluster = json.loads((work_dir / "cluster.json").read_text())
+    for m in cluster["marathons"]:
+        r = paddock("app", "list", "-o", "json", "--marathon", m)
+        assert r.returncode == 0 and json.loads(r.stdout)[0]["id"] == "/hello", r.stderr
+    assert paddock("down", *wd).returncode == 0
+    assert processes_of(work_dir) == []
