@@ -73,7 +73,7 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.2):
     while time.monotonic() < end:
         try:
             last = cond()
-        except Exception as exc:  # noqa: BLE001 - the cluster is still forming
+        except Exception as exc:
             last = exc
         if last and not isinstance(last, Exception):
             return last

@@ -146,8 +146,10 @@ def test_small_cluster_from_up_to_down_and_resume(work_dir: Path, tmp_path: Path
     assert json.loads((work_dir / "cluster.json").read_text()) == cluster
     apps = wait_until(
         lambda: (
-            a := {x["id"]: x for x in paddock_json("app", "list", *wd)}
-        ) and all(x["tasksRunning"] == x["instances"] for x in a.values()) and a,
+            (a := {x["id"]: x for x in paddock_json("app", "list", *wd)})
+            and all(x["tasksRunning"] == x["instances"] for x in a.values())
+            and a
+        ),
         90,
         "apps running again after resume",
     )
