@@ -11,6 +11,7 @@ start-up, recovery and read-back bounds.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import signal
 import subprocess
@@ -64,6 +65,16 @@ def _python() -> list[str]:
     return [sys.executable]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the runner dies (even by SIGKILL),
+    so no keeper outlives a run."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class KeeperCluster:
     """``paddock keeper`` on every lab host (the nemesis's :class:`Cluster`)."""
 
@@ -94,7 +105,9 @@ class KeeperCluster:
         ]  # fmt: skip
         log = open(d / "keeper.log", "ab")  # noqa: SIM115 - owned by the child
         try:
-            self.procs[h] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            self.procs[h] = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
         finally:
             log.close()
 
@@ -275,7 +288,11 @@ def run(cfg: RunConfig) -> RunResult:
                 "--spec", spec.to_json(),
             ]  # fmt: skip
             with open(out / f"worker-h{h}.log", "ab") as wlog:
-                workers.append(subprocess.Popen(argv, stdout=wlog, stderr=subprocess.STDOUT))
+                workers.append(
+                    subprocess.Popen(
+                        argv, stdout=wlog, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                    )
+                )
         schedule = plan(cfg.seed, cfg.time, cfg.nemesis, cfg.hosts)
         nemesis = Nemesis(lab, cluster, schedule, clock, log)
         last_sample = [-1.0]

@@ -56,5 +56,8 @@ def run(
     except (ValueError, RuntimeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted: every process and namespace of the run was removed", err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"report: {out / 'report.html'}")
     raise typer.Exit(0 if result.ok else 1)
