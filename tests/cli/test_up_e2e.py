@@ -219,3 +219,42 @@ def test_default_shape_3_keepers_3_masters_3_agents_2_marathons(work_dir: Path):
         assert r.returncode == 0 and json.loads(r.stdout)[0]["id"] == "/hello", r.stderr
     assert paddock("down", *wd).returncode == 0
     assert processes_of(work_dir) == []
+
+
+def test_up_on_an_existing_zookeeper_and_zk_commands(work_dir: Path):
+    """--zk: masters and marathon use an ensemble we did not start (Apache ZooKeeper
+    when installed, else a keeper); ``paddock zk`` reads and writes it; ``down``
+    leaves the ensemble alone."""
+    from paddock.testing import zk_ensemble, zookeeper_unavailable_reason
+
+    kind = "zookeeper" if zookeeper_unavailable_reason() is None else "keeper"
+    ens = zk_ensemble(kind, 1)
+    try:
+        zk = f"zk://{ens.hosts}/paddock"
+        wd = ["--work-dir", str(work_dir)]
+        r = paddock(
+            "up", *wd, "--zk", zk, "--masters", "1", "--agents", "1", "--marathons", "1",
+            "--no-example", "--detach",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        cluster = json.loads((work_dir / "cluster.json").read_text())
+        assert cluster["zk"] == zk and cluster["keepers"] == [ens.hosts]
+        assert not any(p.name.startswith("keeper") for p in (work_dir / "logs").iterdir())
+        st = paddock_json("status", *wd)
+        assert st["keeper_quorum"] and st["master_leader"] == cluster["masters"][0]
+        assert {"mesos", "marathon"} <= set(paddock_json("zk", "ls", "/paddock", *wd))
+        assert paddock("zk", "set", "/paddock/x/y", "hello", *wd).returncode == 0
+        got = paddock_json("zk", "get", "/paddock/x/y", *wd)
+        assert got["data"] == "hello" and got["version"] == 0
+        assert paddock("zk", "set", "/paddock/x/y", "again", *wd).returncode == 0
+        assert paddock("zk", "get", "/paddock/x/y", *wd).stdout == "again\n"
+        r = paddock("zk", "rm", "/paddock/x", *wd)
+        assert r.returncode == 1 and "children" in r.stderr
+        assert paddock("zk", "rm", "-r", "/paddock/x", *wd).returncode == 0
+        r = paddock("zk", "get", "/paddock/x/y", *wd)
+        assert r.returncode == 1 and r.stderr == "error: no such znode\n"
+        assert paddock("down", *wd).returncode == 0
+        assert processes_of(work_dir) == []
+        assert all(m.running for m in ens.members)
+    finally:
+        ens.stop()

@@ -82,17 +82,28 @@ def collect_status(ep: Endpoints) -> dict[str, Any]:
     marathons = ep._candidates(ep.marathon, "PADDOCK_MARATHON", "marathons")
     out["marathons"] = []
     for m in marathons:
-        entry = {"address": m, "up": False, "leader": False}
-        try:
-            info = httpx.get(base_url(m) + "/v2/info", timeout=3).json()
-            entry["up"] = True
-            entry["leader"] = bool(info.get("elected"))
-        except (httpx.HTTPError, ValueError):
-            pass
+        named = marathon_leader(m)
+        entry = {"address": m, "up": named is not None, "leader": named == m}
         out["marathons"].append(entry)
     if data.get("ui"):
         out["ui"] = data["ui"]
     return out
+
+
+def marathon_leader(hostport: str) -> str | None:
+    """The leader this marathon names ("" if none), None if it does not answer.
+
+    ``/v2/leader`` is answered locally; ``/v2/info`` would be proxied to the leader."""
+    try:
+        r = httpx.get(base_url(hostport) + "/v2/leader", timeout=3)
+    except httpx.HTTPError:
+        return None
+    if r.status_code != 200:
+        return ""
+    try:
+        return str(r.json().get("leader", ""))
+    except ValueError:
+        return ""
 
 
 def _agent_row(s: dict[str, Any]) -> dict[str, Any]:

@@ -164,6 +164,7 @@ class Layout:
             "marathons": marathons,
             "ui": f"http://{marathons[0]}/ui/",
             "work_dir": self.work_dir,
+            "external_zk": self.external_zk is not None,
         }
 
     # -- the daemons -----------------------------------------------------------------

@@ -35,6 +35,7 @@ from paddock.cli.endpoints import (
     keeper_mode,
     master_state,
 )
+from paddock.cli.status_cmd import marathon_leader
 from paddock.cli.supervisor import (
     PIDS_FILE,
     SUPERVISOR_PID_FILE,
@@ -83,7 +84,9 @@ def formation(endpoints: dict[str, Any], agents: int) -> tuple[bool, str]:
     parts = []
     keepers = endpoints.get("keepers", [])
     modes = [keeper_mode(k) for k in keepers]
-    serving = sum(1 for m in modes if m not in (None, ""))
+    # An external ZooKeeper may not answer ``srvr`` with a mode; it is up if it answers.
+    external = endpoints.get("external_zk", False)
+    serving = sum(1 for m in modes if m is not None and (m != "" or external))
     k_ok = serving > len(keepers) // 2
     parts.append(f"keepers {serving}/{len(keepers)}")
     m_ok = False
@@ -98,6 +101,8 @@ def formation(endpoints: dict[str, Any], agents: int) -> tuple[bool, str]:
     parts.append(f"agents {active}/{agents}")
     mar_ok = False
     for m in endpoints.get("marathons", []):
+        if marathon_leader(m) != m:
+            continue
         try:
             if httpx.get(f"http://{m}/v2/info", timeout=2).json().get("elected"):
                 mar_ok = True
