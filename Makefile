@@ -8,7 +8,7 @@ setup-system:
 	bash scripts/setup.sh --system
 
 up: setup
-	.venv/bin/paddock consensus demo
+	.venv/bin/paddock up
 
 test: setup-system
 	bash scripts/test.sh
