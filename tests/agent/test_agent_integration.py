@@ -349,3 +349,40 @@ async def test_task_killing_state_for_frameworks_that_ask(tmp_path, fake_master)
             "TASK_KILLED",
         ]
         assert "TASK_KILLING" not in [s["state"] for s in fake_master.updates("plain")]
+
+
+async def test_new_agent_id_from_the_master_drops_old_tasks(tmp_path, fake_master):
+    async with running_agent(tmp_path, fake_master) as server:
+        await fake_master.wait_registrations(1)
+        fake_master.auto_ack = True
+        fake_master.send(run_task("old", "sleep 30"))
+        await fake_master.wait_update("old", "TASK_RUNNING")
+        pid = server.agent.tasks[(FW, "old")].pid
+        fake_master.agent_id = "agent-2"  # the master no longer knows agent-1
+        fake_master.close_stream()
+        reg = await fake_master.wait_registrations(2)
+        assert reg["agent_info"]["id"] == {"value": "agent-1"}
+        await fake_master.wait_for(lambda m: server.agent.agent_id == "agent-2")
+        assert (FW, "old") not in server.agent.tasks
+        assert server.agent.store.load_agent()["agent_id"] == "agent-2"
+
+        def gone() -> bool:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    return f.read().split(") ")[1][0] == "Z"
+            except OSError:
+                return True
+
+        await fake_master.wait_for(lambda m: gone())
+
+
+async def test_duplicate_run_task_is_ignored(tmp_path, fake_master):
+    async with running_agent(tmp_path, fake_master) as server:
+        await fake_master.wait_registrations(1)
+        fake_master.auto_ack = True
+        fake_master.send(run_task("dup", "sleep 30"))
+        await fake_master.wait_update("dup", "TASK_RUNNING")
+        fake_master.send(run_task("dup", "echo second"))  # ignored: already running here
+        fake_master.send({"type": "PING", "ping": {}})
+        await fake_master.wait_for(lambda m: any(c["type"] == "PONG" for c in m.calls))
+        assert server.agent.counters["tasks_launched"] == 1
