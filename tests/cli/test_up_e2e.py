@@ -242,16 +242,19 @@ def test_up_on_an_existing_zookeeper_and_zk_commands(work_dir: Path):
         assert not any(p.name.startswith("keeper") for p in (work_dir / "logs").iterdir())
         st = paddock_json("status", *wd)
         assert st["keeper_quorum"] and st["master_leader"] == cluster["masters"][0]
-        assert {"mesos", "marathon"} <= set(paddock_json("zk", "ls", "/paddock", *wd))
-        assert paddock("zk", "set", "/paddock/x/y", "hello", *wd).returncode == 0
-        got = paddock_json("zk", "get", "/paddock/x/y", *wd)
+        # cluster.json's zk carries the chroot: paths are below /paddock, as in zkCli
+        assert {"mesos", "marathon"} <= set(paddock_json("zk", "ls", "/", *wd))
+        bare = ["--zk", f"zk://{ens.hosts}"]
+        assert {"mesos", "marathon"} <= set(paddock_json("zk", "ls", "/paddock", *bare))
+        assert paddock("zk", "set", "/x/y", "hello", *wd).returncode == 0
+        got = paddock_json("zk", "get", "/paddock/x/y", *bare)
         assert got["data"] == "hello" and got["version"] == 0
-        assert paddock("zk", "set", "/paddock/x/y", "again", *wd).returncode == 0
-        assert paddock("zk", "get", "/paddock/x/y", *wd).stdout == "again\n"
-        r = paddock("zk", "rm", "/paddock/x", *wd)
+        assert paddock("zk", "set", "/x/y", "again", *wd).returncode == 0
+        assert paddock("zk", "get", "/x/y", *wd).stdout == "again\n"
+        r = paddock("zk", "rm", "/x", *wd)
         assert r.returncode == 1 and "children" in r.stderr
-        assert paddock("zk", "rm", "-r", "/paddock/x", *wd).returncode == 0
-        r = paddock("zk", "get", "/paddock/x/y", *wd)
+        assert paddock("zk", "rm", "-r", "/x", *wd).returncode == 0
+        r = paddock("zk", "get", "/x/y", *wd)
         assert r.returncode == 1 and r.stderr == "error: no such znode\n"
         assert paddock("down", *wd).returncode == 0
         assert processes_of(work_dir) == []
