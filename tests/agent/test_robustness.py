@@ -59,7 +59,7 @@ events = st.one_of(
 
 
 @settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(batch=st.lists(events, max_size=8))
 def test_malformed_events_are_survived(tmp_path_factory, batch):
