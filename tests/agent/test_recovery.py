@@ -3,6 +3,7 @@ by a killed agent are cleaned up."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -106,3 +107,24 @@ async def test_kill_9_then_cleanup_kills_leftover_tasks(tmp_path, fake_master):
         if task_pid is not None and _alive(task_pid):
             os.kill(task_pid, signal.SIGKILL)
     assert proc.returncode == 0, log.read_text()[-2000:]
+
+
+async def test_sigusr1_unregisters_and_forgets_the_id(tmp_path, fake_master):
+    work = tmp_path / "agent"
+    log = tmp_path / "agent.log"
+    proc = _agent_process(work, fake_master.address, log)
+    try:
+        await fake_master.wait_registrations(1, timeout=30)
+        fake_master.auto_ack = True
+        fake_master.send(run_task("t1", "sleep 30"))
+        await fake_master.wait_update("t1", "TASK_RUNNING")
+        proc.send_signal(signal.SIGUSR1)
+        await fake_master.wait_for(lambda m: any(c["type"] == "UNREGISTER" for c in m.calls))
+        await fake_master.wait_update("t1", "TASK_KILLED")
+        await asyncio.to_thread(proc.wait, 15)
+        assert proc.returncode == 0, log.read_text()[-2000:]
+        assert not (work / "meta" / "agent.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
