@@ -38,7 +38,9 @@ from paddock.marathon.api import instant_service
 from paddock.testing import zk_ensemble
 
 
-def deploy_part(hosts: str, work: Path, instances: int, agents: int) -> dict[str, float]:
+def deploy_part(
+    hosts: str, work: Path, instances: int, agents: int, verbose: bool = False
+) -> dict[str, float]:
     c = Cluster(hosts, work, chroot="/deploy")
     try:
         c.start_master()
@@ -73,9 +75,15 @@ def deploy_part(hosts: str, work: Path, instances: int, agents: int) -> dict[str
         }
         client = httpx.Client(timeout=30)
 
+        last_report = [0.0]
+
         def running() -> int:
             tasks = client.get(base + "/v2/apps/bench/sleep/tasks").json()["tasks"]
-            return sum(1 for t in tasks if t["state"] == "TASK_RUNNING")
+            n = sum(1 for t in tasks if t["state"] == "TASK_RUNNING")
+            if verbose and time.monotonic() - last_report[0] > 2:
+                last_report[0] = time.monotonic()
+                print(f"  {time.monotonic() - t0:6.1f}s: {len(tasks)} tasks, {n} running")
+            return n
 
         t0 = time.monotonic()
         r = client.post(base + "/v2/apps", json=app)
@@ -174,12 +182,13 @@ def main() -> None:
     p.add_argument("--tasks-per-app", type=int, default=10)
     p.add_argument("--skip-deploy", action="store_true")
     p.add_argument("--skip-api", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="print progress while deploying")
     args = p.parse_args()
     ens = zk_ensemble("zookeeper", 1)
     work = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
     try:
         if not args.skip_deploy:
-            deploy_part(ens.hosts, work, args.instances, args.agents)
+            deploy_part(ens.hosts, work, args.instances, args.agents, args.verbose)
         if not args.skip_api:
             api_part(ens.hosts, work, args.apps, args.tasks_per_app)
     finally:

@@ -58,6 +58,7 @@ TERMINAL = frozenset(
 FAILURES = frozenset(TERMINAL - {"TASK_KILLED", "TASK_FINISHED"})
 BACKOFF_STATES = frozenset({"TASK_FAILED", "TASK_FINISHED", "TASK_ERROR"})
 KILL_RETRY_SECONDS = 10.0
+REVIVE_MIN_INTERVAL = 1.0
 
 
 class TrackedTask(Task):
@@ -135,6 +136,12 @@ class SchedulerCore:
         self._by_app: dict[str, set[str]] = {}
         self._plans: dict[str, PlanRun] = {}
         self._counts: dict[str, TaskCounts] = {}  # per app, dropped on every change
+        self._writes: dict[str, tuple[Task, bool]] = {}  # task id -> (task, keep?)
+        self._failures: dict[str, TaskFailure] = {}
+        self._acks: list[dict[str, Any]] = []
+        self._flush_wake: asyncio.Event | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
         self.queue_state = LaunchQueue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -147,6 +154,9 @@ class SchedulerCore:
         self.abdicate_fn: Callable[[], bool] | None = None
         self.call: Callable[[str, dict[str, Any] | None], Any] | None = None
         self._suppressed = False
+        self._revive_pending = False
+        self._last_revive = -1e9
+        self._last_wanted: dict[str, int] = {}
         self._driver: asyncio.Task[None] | None = None
         self.loaded = False
 
@@ -286,13 +296,16 @@ class SchedulerCore:
         self.loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._driver = self.loop.create_task(self._drive_forever())
+        self._flush_wake = asyncio.Event()
+        self._flusher = self.loop.create_task(self._flush_forever())
 
     async def stop(self) -> None:
         self.acting = False
-        if self._driver is not None:
-            self._driver.cancel()
-            with contextlib.suppress(BaseException):
-                await self._driver
+        for task in (self._driver, self._flusher, *self._background):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
         self.health.stop()
         self.readiness.stop()
 
@@ -475,6 +488,11 @@ class SchedulerCore:
             self.queue_state.expire(apps, now)
             self.queue_state.set_wanted(wanted, self.clock())
             queued = bool(self.queue_state.entries)
+            counts = {a: e.count for a, e in self.queue_state.entries.items()}
+            grew = any(n > self._last_wanted.get(a, 0) for a, n in counts.items())
+            self._last_wanted = counts
+            if grew:
+                self._revive_pending = True
             to_kill: dict[str, Instance] = {}
             for inst in kills:
                 if inst.task.id in to_kill:
@@ -491,11 +509,17 @@ class SchedulerCore:
         for plan_id in finished:
             log.info("deployment %s finished", plan_id)
             await asyncio.to_thread(self.hooks.deployment_finished, plan_id, True)
-        for inst in to_kill.values():
-            await self._send_kill(inst)
-        if queued and self._suppressed:
-            self._suppressed = False
-            await self._call("REVIVE", None)
+        if to_kill:
+            await asyncio.gather(
+                *(self._send_kill(i) for i in to_kill.values()), return_exceptions=True
+            )
+        if queued and (self._suppressed or self._revive_pending):
+            # New launches wanted: clear the refusal filters of earlier declines too.
+            if now - self._last_revive >= REVIVE_MIN_INTERVAL or self._suppressed:
+                self._suppressed = False
+                self._revive_pending = False
+                self._last_revive = now
+                await self._call("REVIVE", None)
         elif not queued and not self._suppressed and self.acting:
             self._suppressed = True
             await self._call("SUPPRESS", None)
@@ -594,7 +618,7 @@ class SchedulerCore:
                     launches.append((raw["id"], infos, new))
                 else:
                     declines.append(raw["id"])
-            queued = any(e.count > 0 for e in self.queue_state.entries.values())
+            queued = bool(self.queue_state.entries) or bool(self._plans)
         for offer_id, infos, new in launches:
             # Write the instances before launching: a marathon that dies right after the
             # ACCEPT still knows these tasks when its successor reconciles (no orphans).
@@ -619,7 +643,7 @@ class SchedulerCore:
                 for inst in new:
                     self._publish_status(inst, "TASK_STAGING", "")
         if declines:
-            refuse = 1.0 if queued else 30.0
+            refuse = 1.0 if queued else 5.0
             await self._call(
                 "DECLINE", {"offer_ids": declines, "filters": {"refuse_seconds": refuse}}
             )
@@ -722,29 +746,75 @@ class SchedulerCore:
             if status.get("agent_id"):
                 body["agent_id"] = status["agent_id"]
             if self.acting:
-                await self._call("KILL", body)
+                self._spawn(self._call("KILL", body))
         if inst is not None:
             if delete is not None:
                 self.health.forget(task_id)
                 self.readiness.forget(task_id)
-                await asyncio.to_thread(self.store.delete_instances, [delete])
+                self._writes[task_id] = (delete, False)
                 if failure is not None:
-                    await asyncio.to_thread(self.store.set_task_failure, failure)
+                    self._failures[failure.app_id] = failure
             elif persist is not None:
-                await asyncio.to_thread(self.store.put_instances, [persist])
+                self._writes[task_id] = (persist, True)
             if health_start is not None:
                 self._start_checks(*health_start)
             self._publish_status(inst, state, str(status.get("message", "")))
         if status.get("uuid") and status.get("agent_id"):
-            await self._call(
-                "ACKNOWLEDGE",
+            self._acks.append(
                 {
                     "agent_id": status["agent_id"],
                     "task_id": status["task_id"],
                     "uuid": status["uuid"],
-                },
+                }
             )
+        if self._flush_wake is not None:
+            self._flush_wake.set()
         self.poke()
+
+    # ------------------------------------------------------------------ write-behind
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _flush_forever(self) -> None:
+        """Persist status changes in pipelined batches, then acknowledge them.
+
+        A status update is acknowledged only after the instance change it caused is in the
+        store (so a successor never misses a state the agent stopped resending), but the
+        event stream is never held up by the store: updates arriving meanwhile join the
+        next batch."""
+        assert self._flush_wake is not None
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake.clear()
+            writes, self._writes = self._writes, {}
+            failures, self._failures = self._failures, {}
+            acks, self._acks = self._acks, []
+            if writes or failures:
+                try:
+                    await asyncio.to_thread(self._write_batch, writes, failures)
+                except Exception:
+                    log.exception("persisting %d instance changes failed; not acknowledging",
+                                  len(writes))  # fmt: skip
+                    continue  # the agent resends unacknowledged updates
+            if acks and self.acting:
+                await asyncio.gather(
+                    *(self._call("ACKNOWLEDGE", a) for a in acks), return_exceptions=True
+                )
+
+    def _write_batch(
+        self, writes: dict[str, tuple[Task, bool]], failures: dict[str, TaskFailure]
+    ) -> None:
+        puts = [t for t, keep in writes.values() if keep]
+        deletes = [t for t, keep in writes.values() if not keep]
+        if puts:
+            self.store.put_instances(puts)
+        if deletes:
+            self.store.delete_instances(deletes)
+        for failure in failures.values():
+            self.store.set_task_failure(failure)
 
     def _start_checks(self, inst: Instance, app: AppDefinition) -> None:
         task = inst.task
