@@ -3,6 +3,12 @@ kill -9, pauses and slow links for 30 s — zero anomalies, nothing left behind.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from paddock.chaos.hosts import (
@@ -48,7 +54,7 @@ def test_lab_hosts_reach_each_other_and_partitions_cut():
         finally:
             listener.close()
         assert lab.ns(1) in list_namespaces()
-    assert not list_namespaces(PREFIX)
+    assert not list_namespaces(lab.prefix + "-")
 
 
 @pytest.mark.timeout(240)
@@ -60,5 +66,31 @@ def test_short_keeper_run_has_no_anomalies(tmp_path):
     assert res.check.creates_acknowledged > 0
     assert res.check.creates_found >= res.check.creates_acknowledged
     assert (tmp_path / "run" / "report.html").read_text().count("<svg") == 1
-    assert not list_namespaces(PREFIX)
+    assert not list_namespaces(f"{PREFIX}{os.getpid()}-")
     assert "<svg" in (tmp_path / "run" / "report.html").read_text()
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_mid_run_removes_every_namespace_and_process(tmp_path):
+    argv = [sys.executable, "-m", "paddock.cli.main", "chaos", "run", "--hosts", "2"]
+    argv += ["--time", "60", "--seed", "5", "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "workload started" in line or time.monotonic() > deadline:
+                break
+        mine = f"{PREFIX}{proc.pid}-"
+        assert list_namespaces(mine), "the lab should be up"
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, rest
+    assert "interrupted" in rest
+    assert not list_namespaces(mine)
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert left.stdout.strip() == ""

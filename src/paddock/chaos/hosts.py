@@ -11,7 +11,7 @@ Faults are applied per host: iptables ``INPUT`` drops (partitions, one-way or
 both ways), ``tc netem`` on the host's link (delay, loss). ``heal`` removes
 them all. ``destroy`` kills whatever still runs inside the lab's namespaces and
 deletes them; ``remove_stale`` does the same for namespaces left by an earlier
-run that died (every name carries :data:`PREFIX`).
+run that died (names are ``pdkc<pid>-...``; see :func:`remove_stale`).
 
 Sockets for the lab's hosts are opened from the root process by switching one
 short-lived thread into the namespace (``setns`` affects only the calling
@@ -57,7 +57,7 @@ def unavailable_reason() -> str | None:
         return "the chaos lab needs root (network namespaces)"
     if shutil.which("ip") is None:
         return "`ip` (iproute2) is not installed"
-    probe = f"{PREFIX}-probe{os.getpid()}"
+    probe = f"{PREFIX}{os.getpid()}-probe"
     res = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, check=False)
     if res.returncode != 0:
         return f"`ip netns add` does not work here: {res.stderr.strip()}"
@@ -70,13 +70,30 @@ def unavailable_reason() -> str | None:
 
 
 def list_namespaces(prefix: str = PREFIX) -> list[str]:
+    """The namespaces whose name starts with ``prefix``."""
     res = _run(["ip", "netns", "list"], check=False)
     names = []
     for line in res.stdout.splitlines():
         name = line.split()[0] if line.split() else ""
-        if name.startswith(prefix + "-"):
+        if name.startswith(prefix):
             names.append(name)
     return names
+
+
+def _owner(ns: str) -> int | None:
+    """The pid of the run that created ``ns`` (named ``pdkc<pid>-...``)."""
+    head = ns[len(PREFIX) :].split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _kill_namespace_processes(ns: str) -> None:
@@ -88,10 +105,17 @@ def _kill_namespace_processes(ns: str) -> None:
             os.kill(int(tok), signal.SIGKILL)
 
 
-def remove_stale(prefix: str = PREFIX) -> list[str]:
-    """Delete namespaces (and their processes) left by an earlier lab run."""
+def remove_stale() -> list[str]:
+    """Delete namespaces (and their processes) left by lab runs that died.
+
+    Each run names its namespaces ``pdkc<pid>-...``; a namespace whose run is
+    no longer alive (or is this very process) is stale. Live runs of other
+    processes are left alone: separate hubs, so several labs can coexist."""
     removed = []
-    for ns in list_namespaces(prefix):
+    for ns in list_namespaces(PREFIX):
+        owner = _owner(ns)
+        if owner is not None and owner != os.getpid() and _alive(owner):
+            continue
         _kill_namespace_processes(ns)
         if _run(["ip", "netns", "del", ns], check=False).returncode == 0:
             removed.append(ns)
@@ -158,7 +182,8 @@ class Lab:
     """``hosts`` namespaces ``{prefix}-h1..hN`` on a bridge in ``{prefix}-hub``."""
 
     hosts: int
-    prefix: str = PREFIX
+    #: Namespace names start with this: ``pdkc<pid>`` of the creating process.
+    prefix: str = field(default_factory=lambda: f"{PREFIX}{os.getpid()}")
     created: list[str] = field(default_factory=list)
     #: Per host: the iptables rules currently installed (for the report and heal).
     rules: dict[int, list[list[str]]] = field(default_factory=dict)
@@ -192,7 +217,7 @@ class Lab:
     def create(self) -> None:
         if not 1 <= self.hosts <= 9:
             raise ValueError("--hosts must be 1..9")
-        remove_stale(self.prefix)
+        remove_stale()
         _run(["ip", "netns", "add", self.hub])
         self.created.append(self.hub)
         hub = ["ip", "netns", "exec", self.hub]
@@ -228,7 +253,9 @@ class Lab:
                     break
                 time.sleep(0.1)
         self.created.clear()
-        remove_stale(self.prefix)
+        for ns in list_namespaces(self.prefix + "-"):
+            _kill_namespace_processes(ns)
+            _run(["ip", "netns", "del", ns], check=False)
 
     def __enter__(self) -> Lab:
         self.create()
