@@ -34,6 +34,7 @@ from paddock.marathon.models import InvalidJson, InvalidObject, json_path
 from paddock.marathon.scheduler_iface import InstantCore
 from paddock.marathon.service import MarathonApiError, MarathonService, iso_ms
 from paddock.marathon.store import MarathonStore
+from paddock.web.mount import mount_ui
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def create_api(
     app.include_router(api_groups.router)
     app.include_router(api_misc.router)
     _install_error_handlers(app)
+    mount_ui(app)
 
     @app.middleware("http")
     async def leader_proxy(
