@@ -24,6 +24,7 @@ from paddock.master.base import CallError, Unavailable
 from paddock.master.operator_api import operator_call
 from paddock.master.streams import EventStream
 from paddock.master.views import get_state
+from paddock.web.mount import mount_ui
 
 if TYPE_CHECKING:
     from paddock.master.daemon import MasterDaemon
@@ -268,7 +269,7 @@ def build_app(daemon: MasterDaemon) -> Starlette:
         Route("/registry", registry),
         Route("/registrar(1)/registry", registry),
     ]
-    return Starlette(routes=routes)
+    return mount_ui(Starlette(routes=routes), master=master.flags_json()["zk"])
 
 
 def _operator_stream(daemon: MasterDaemon) -> Response:
