@@ -295,6 +295,16 @@ async def test_http_endpoints_and_sandbox_files(tmp_path, fake_master):
             assert r.json() == {"data": "31000", "offset": 4}
             listing = (await c.get("/files/browse", params={"path": directory})).json()
             assert {e["path"].rsplit("/", 1)[1] for e in listing} >= {"stdout", "stderr"}
+            v1 = (await c.post("/api/v1", json={"type": "GET_STATE"})).json()
+            [launched] = v1["get_state"]["get_tasks"]["launched_tasks"]
+            assert launched["task_id"] == {"value": "web"}
+            assert launched["state"] == "TASK_RUNNING"
+            agent_v1 = (await c.post("/api/v1", json={"type": "GET_AGENT"})).json()
+            assert agent_v1["get_agent"]["agent_info"]["id"] == {"value": "agent-1"}
+            health = (await c.post("/api/v1/operator", json={"type": "GET_HEALTH"})).json()
+            assert health == {"type": "GET_HEALTH", "get_health": {"healthy": True}}
+            assert (await c.post("/api/v1", json={"type": "NOPE"})).status_code == 400
+            assert (await c.post("/api/v1", content=b"{")).status_code == 400
             dl = await c.get("/files/download", params={"path": f"{directory}/stdout"})
             assert dl.content == b"out-31000-31000,31001\n"
             for bad in (
