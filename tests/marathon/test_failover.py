@@ -179,4 +179,27 @@ def test_leader_killed_during_deployments(cluster: Cluster):
         20,
         "the master runs exactly marathon's tasks after the restart",
     )
+
+    # -- abdication: DELETE /v2/leader makes the leader leave (and exit); no task dies --
+    m3 = cluster.start_marathon()
+    wait_until(
+        lambda: (
+            httpx.get(url(m3) + "/v2/leader", timeout=5).json().get("leader")
+            == f"127.0.0.1:{m2.port}"
+        ),
+        15,
+        "third standby knows the leader",
+    )
+    r = httpx.delete(base2 + "/v2/leader", timeout=5)
+    assert r.status_code == 200, r.text
+    assert m2.proc is not None and m2.proc.wait(15) == 0
+    wait_until(lambda: leader_of([m3]), 30, "the third marathon leads")
+    survivors = {t["id"] for t in tasks}
+    time.sleep(2)  # reconciliation after 1 s: nothing known is killed
+    after = wait_until(
+        lambda: (t := healthy_running(app_tasks(url(m3), "/slow"))) and len(t) == 6 and t,
+        20,
+        "6 healthy under the third leader",
+    )
+    assert {t["id"] for t in after} == survivors
     print(f"standby took over {took_over:.1f}s after kill -9 of the leader")
