@@ -58,7 +58,7 @@ class FakeCluster:
 
 VARIANTS = {
     "partition": ["halves", "isolate-leader", "bridge", "one-way"],
-    "kill": ["one", "leader", "minority"],
+    "kill": ["one", "leader", "minority", "all"],
     "pause": ["one", "leader"],
     "slow": ["one", "all"],
 }
@@ -76,7 +76,8 @@ def test_each_fault_does_something_and_is_undone():
                 did = any(lab.cut.values()) or lab.slowed or cluster.down or cluster.paused
                 assert did, (kind, variant)
                 if kind == "kill":
-                    assert 1 <= len(cluster.down) <= (hosts - 1) // 2 or len(cluster.down) == 1
+                    want = hosts if variant == "all" else max(1, (hosts - 1) // 2)
+                    assert 1 <= len(cluster.down) <= want
                 if variant == "isolate-leader":
                     assert lab.cut[2] == {h for h in range(1, hosts + 1) if h != 2}
                 if variant == "bridge":

@@ -11,8 +11,8 @@ Faults alternate with quiet periods so the cluster can recover in between:
 * ``partition``: random halves, an isolated leader, a bridge (two halves that
   each hear one middle host), or a one-way cut (a host stops hearing the
   others, or they stop hearing it) — iptables inside the hosts' namespaces;
-* ``kill``: ``kill -9`` of a minority of keeper processes, restarted when the
-  fault ends;
+* ``kill``: ``kill -9`` of one keeper, the leader, a minority, or all of them
+  (only what was fsync'd survives), restarted when the fault ends;
 * ``pause``: ``SIGSTOP`` of a keeper process (often the leader), ``SIGCONT``
   when the fault ends;
 * ``slow``: ``tc netem`` delay, jitter and loss on some hosts' links.
@@ -77,7 +77,7 @@ def plan(
             "partition": ["halves", "isolate-leader", "bridge", "one-way"]
             if hosts >= 3
             else ["halves", "one-way"],
-            "kill": ["one", "leader", "minority"],
+            "kill": ["one", "leader", "minority", "all"],
             "pause": ["one", "leader"],
             "slow": ["one", "all"],
         }[kind]
@@ -175,7 +175,9 @@ class Nemesis:
                 rec.hosts = [x]
             undo = lab.heal
         elif f.kind == "kill":
-            if f.variant == "minority":
+            if f.variant == "all":  # the whole cluster crashes: only fsync'd state survives
+                victims = list(range(1, n + 1))
+            elif f.variant == "minority":
                 hosts = list(range(1, n + 1))
                 rng.shuffle(hosts)
                 victims = hosts[: max(1, (n - 1) // 2)]
