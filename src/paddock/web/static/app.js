@@ -41,6 +41,7 @@ const state = {
   sseOpen: false,
   lastRefresh: 0,
   refreshTimer: null,
+  clusterTimer: null,
 };
 
 // ------------------------------------------------------------------ DOM helpers
@@ -264,8 +265,8 @@ async function loadInfo() {
 function appHealth(a, queued) {
   const total = a.instances;
   if (total === 0 && a.tasksRunning === 0) return badge("muted", "Suspended");
-  if (a.deployments?.length) return badge("warn", "Deploying");
   if (queued) return badge("warn", "Waiting for offers");
+  if (a.deployments?.length) return badge("warn", "Deploying");
   if (a.tasksUnhealthy > 0) return badge("bad", "Unhealthy");
   if (a.healthChecks?.length) {
     return a.tasksHealthy >= total ? badge("ok", "Healthy") : badge("warn", "Not yet healthy");
@@ -558,6 +559,10 @@ function connectEvents() {
   };
   const onEvent = (e) => {
     scheduleRefresh(e.type === "status_update_event" || e.type === "instance_changed_event" ? 200 : 300);
+    // tasks change the agents' used resources: refresh the overview too, at most every 2 s
+    if (!state.clusterTimer) {
+      state.clusterTimer = setTimeout(() => { state.clusterTimer = null; loadCluster(); }, 2000);
+    }
   };
   for (const t of EVENT_TYPES) es.addEventListener(t, onEvent);
   window.addEventListener("beforeunload", () => es.close());
