@@ -58,12 +58,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _agent_process(work: Path, master: str, log: Path) -> subprocess.Popen:
+def _agent_process(
+    work: Path, master: str, log: Path, recover: str = "cleanup"
+) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable, "-m", "paddock.cli.main", "agent",
             "--master", master, "--work-dir", str(work), "--port", "0", "--ip", "127.0.0.1",
-            "--hostname", "localhost", "--recover", "cleanup",
+            "--hostname", "localhost", "--recover", recover,
             "--resources", "cpus:1;mem:256;disk:100;ports:[31000-31001]",
             "--registration-backoff-factor", "0.05",
         ],
@@ -128,3 +130,59 @@ async def test_sigusr1_unregisters_and_forgets_the_id(tmp_path, fake_master):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_kill_9_then_reconnect_reattaches_running_tasks(tmp_path, fake_master):
+    work = tmp_path / "agent"
+    log = tmp_path / "agent.log"
+    proc = _agent_process(work, fake_master.address, log, recover="reconnect")
+    pids: dict[str, int] = {}
+    try:
+        await fake_master.wait_registrations(1, timeout=30)
+        fake_master.auto_ack = True
+        for name, cmd in (
+            ("killme", "exec sleep 60"),
+            ("ends", f"while [ ! -f {tmp_path}/stop ]; do sleep 0.05; done"),
+        ):
+            fake_master.send(run_task(name, f"echo $$ > {tmp_path}/{name}.pid; {cmd}"))
+            await fake_master.wait_update(name, "TASK_RUNNING")
+            pidfile = tmp_path / f"{name}.pid"
+            await fake_master.wait_for(lambda m, p=pidfile: p.exists() and p.read_text().strip())
+            pids[name] = int(pidfile.read_text())
+        await fake_master.wait_for(
+            lambda m: len([c for c in m.calls if c["type"] == "UPDATE"]) >= 4
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        fake_master.close_stream()
+
+        proc = _agent_process(work, fake_master.address, log, recover="reconnect")
+        reg = await fake_master.wait_registrations(2, timeout=30)
+        assert reg["agent_info"]["id"] == {"value": "agent-1"}
+        states = {t["task_id"]["value"]: t["state"] for t in reg["tasks"]}
+        assert states == {"killme": "TASK_RUNNING", "ends": "TASK_RUNNING"}
+        assert all(_alive(p) for p in pids.values())  # nothing was killed
+
+        # The reattached tasks are followed to their end.
+        (tmp_path / "stop").touch()
+        ended = await fake_master.wait_update("ends", "TASK_FAILED", timeout=20)
+        assert "exit status is unknown" in ended["message"]
+        fake_master.send(
+            {
+                "type": "KILL_TASK",
+                "kill_task": {"framework_id": {"value": FW}, "task_id": {"value": "killme"}},
+            }
+        )
+        await fake_master.wait_update("killme", "TASK_KILLED", timeout=20)
+        await fake_master.wait_for(lambda m: not _alive(pids["killme"]))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for pid in pids.values():
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 0, log.read_text()[-2000:]

@@ -186,13 +186,14 @@ class CgroupManager:
             group.paths[controller] = path
         return group if group.paths else None
 
-    def leftovers(self) -> list[TaskCgroup]:
-        """Task cgroups left by an earlier run of the agent (for cleanup)."""
+    def leftovers(self, keep: frozenset[str] = frozenset()) -> list[TaskCgroup]:
+        """Task cgroups left by an earlier run of the agent (for cleanup), except ``keep``."""
         names: set[str] = set()
         for root in self.controllers.values():
             with contextlib.suppress(OSError):
                 names.update(p.name for p in root.iterdir() if p.is_dir())
-        return [
-            TaskCgroup({c: r / n for c, r in self.controllers.items() if (r / n).is_dir()})
-            for n in sorted(names)
-        ]
+        return [self.existing(n) for n in sorted(names - keep)]
+
+    def existing(self, name: str) -> TaskCgroup:
+        """The cgroups named ``name`` that exist now (those of an adopted task)."""
+        return TaskCgroup({c: r / name for c, r in self.controllers.items() if (r / name).is_dir()})

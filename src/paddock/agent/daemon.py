@@ -36,9 +36,7 @@ from paddock.agent.status_updates import (
     StatusUpdateManager,
     TaskKey,
 )
-from paddock.agent.tasks import (
-    TaskProcess,
-)
+from paddock.agent.tasks import AdoptedProcess, TaskProcess
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ class Task:
     sandbox: Path
     state: str = "TASK_STAGING"
     statuses: list[dict[str, Any]] = field(default_factory=list)
-    process: TaskProcess | None = None
+    process: TaskProcess | AdoptedProcess | None = None
     runner: asyncio.Task[None] | None = None
     pid: int | None = None
     kill_requested: bool = False

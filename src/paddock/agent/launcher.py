@@ -17,6 +17,7 @@ from paddock.agent.fetcher import FetchError, fetch_uris
 from paddock.agent.healthcheck import HealthCheck, HealthChecker, parse_health_check
 from paddock.agent.recovery_util import proc_start_ticks
 from paddock.agent.tasks import (
+    AdoptedProcess,
     LaunchError,
     TaskProcess,
     command_spec,
@@ -27,7 +28,7 @@ from paddock.agent.tasks import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_task_process"]
+__all__ = ["run_task_process", "watch_adopted"]
 
 
 async def _watch_health(
@@ -162,3 +163,42 @@ async def _run(agent: Agent, task: Task) -> None:
         reason=outcome.reason,
         message=outcome.message,
     )
+
+
+async def watch_adopted(agent: Agent, task: Task, proc: AdoptedProcess) -> None:
+    """Follow a task whose process an earlier run of the agent started, to its end."""
+    try:
+        await proc.wait()
+        if task.terminal:
+            return
+        if proc.oom_killed:
+            outcome = describe_exit(-9, killed=False, oom=True)
+            agent.report_status(
+                task,
+                outcome.state,
+                source="SOURCE_AGENT",
+                reason=outcome.reason,
+                message=outcome.message,
+            )
+        elif proc.kill_requested:
+            agent.report_status(task, "TASK_KILLED", message="Command terminated by a kill")
+        else:
+            agent.report_status(
+                task,
+                "TASK_FAILED",
+                reason="REASON_EXECUTOR_TERMINATED",
+                message=(
+                    "The command exited after the agent restarted and reattached to it; "
+                    "its exit status is unknown"
+                ),
+            )
+    except Exception as exc:
+        log.exception("task %s: watching the adopted process failed", task.task_id)
+        if not task.terminal:
+            agent.report_status(
+                task,
+                "TASK_FAILED",
+                source="SOURCE_AGENT",
+                reason="REASON_EXECUTOR_TERMINATED",
+                message=f"agent error while watching the task: {exc}",
+            )

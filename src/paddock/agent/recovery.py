@@ -23,6 +23,7 @@ from typing import Any
 
 from paddock.agent.daemon import Agent, Task
 from paddock.agent.recovery_util import proc_start_ticks
+from paddock.agent.tasks import AdoptedProcess
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,8 @@ __all__ = ["recover_agent"]
 
 
 async def recover_agent(agent: Agent) -> None:
-    """Read the checkpoint: agent id, live tasks (whose processes a previous run
-    left: killed, since reattaching is not implemented yet) and update streams."""
+    """Read the checkpoint: agent id, live tasks (reattached or killed, see the module
+    docstring) and update streams."""
     agent.config.work_dir.mkdir(parents=True, exist_ok=True)
     await asyncio.to_thread(agent.store.empty_trash)
     agent.cgroups.detect(agent.config.cgroups_enabled)
@@ -43,23 +44,29 @@ async def recover_agent(agent: Agent) -> None:
     if saved and isinstance(saved.get("agent_id"), str):
         agent.agent_id = saved["agent_id"]
         log.info("recovered agent id %s", agent.agent_id)
+    adopted: set[str] = set()
     for fw_id, task_id, rec in agent.store.iter_tasks():
-        await _recover_task(agent, fw_id, task_id, rec)
-    for group in agent.cgroups.leftovers():
+        name = await _recover_task(agent, fw_id, task_id, rec)
+        if name is not None:
+            adopted.add(name)
+    for group in agent.cgroups.leftovers(keep=frozenset(adopted)):
         await asyncio.to_thread(group.destroy)
     agent.gc.scan()
 
 
-async def _recover_task(agent: Agent, fw_id: str, task_id: str, rec: dict[str, Any] | None) -> None:
+async def _recover_task(
+    agent: Agent, fw_id: str, task_id: str, rec: dict[str, Any] | None
+) -> str | None:
+    """Recover one task; the name of its cgroups when its process was adopted."""
     key = (fw_id, task_id)
     stream = agent.updates.recover(key)
     if rec is None:
         log.warning("task %s of %s: unreadable checkpoint, dropping it", task_id, fw_id)
         agent.updates.remove(key)
-        return
+        return None
     if agent.updates.is_finished(key):
         agent.updates.remove(key)
-        return
+        return None
     if isinstance(rec.get("framework"), dict):
         agent.frameworks[fw_id] = rec["framework"]
     task = Task(
@@ -74,10 +81,15 @@ async def _recover_task(agent: Agent, fw_id: str, task_id: str, rec: dict[str, A
     task.state = stream.history[-1]["state"] if stream.history else "TASK_STAGING"
     agent.tasks[key] = task
     if task.terminal:
-        return
-    # The process (if any) was started by an earlier run of the agent: stop it.
+        return None
     pid, ticks = rec.get("pid"), rec.get("start_ticks")
-    if isinstance(pid, int) and ticks is not None and proc_start_ticks(pid) == ticks:
+    alive = isinstance(pid, int) and ticks is not None and proc_start_ticks(pid) == ticks
+    if alive and agent.config.recover == "reconnect" and hasattr(os, "pidfd_open"):
+        assert isinstance(pid, int)
+        return _adopt(agent, task, pid)
+    # The process (if any) was started by an earlier run of the agent: stop it.
+    if alive:
+        assert isinstance(pid, int)
         log.warning("killing task %s's process group %d left by a previous run", task_id, pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
@@ -87,8 +99,24 @@ async def _recover_task(agent: Agent, fw_id: str, task_id: str, rec: dict[str, A
         source="SOURCE_AGENT",
         reason="REASON_AGENT_RESTARTED",
         message=(
-            "The agent restarted (--recover="
-            f"{agent.config.recover}) and killed the task's process: "
-            "reattaching to running tasks is not implemented"
+            f"The agent restarted (--recover={agent.config.recover}) and "
+            + ("killed the task's process" if alive else "found the task's process gone")
         ),
     )
+    return None
+
+
+def _adopt(agent: Agent, task: Task, pid: int) -> str:
+    """Watch a live process of an earlier run again (``--recover=reconnect``)."""
+    from paddock.agent.launcher import watch_adopted
+
+    name = f"{task.framework_id}.{task.task_id}.{task.run_id}"
+    group = agent.cgroups.existing(name) if agent.cgroups.available else None
+    proc = AdoptedProcess(pid, group if group is not None and group.paths else None)
+    task.process = proc
+    task.pid = pid
+    log.info("reattached to task %s (process group %d)", task.task_id, pid)
+    if task.state == "TASK_STARTING":  # it was spawned before TASK_RUNNING was recorded
+        agent.report_status(task, "TASK_RUNNING", message="Reattached after an agent restart")
+    task.runner = asyncio.create_task(watch_adopted(agent, task, proc), name=f"task-{task.task_id}")
+    return name

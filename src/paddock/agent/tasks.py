@@ -30,6 +30,7 @@ from typing import Any
 from paddock.agent.cgroups import TaskCgroup
 
 __all__ = [
+    "AdoptedProcess",
     "CommandSpec",
     "ExitOutcome",
     "LaunchError",
@@ -279,3 +280,57 @@ class TaskProcess:
                 for pid in self.cgroup.pids():
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, signal.SIGKILL)
+
+
+@dataclass
+class AdoptedProcess:
+    """A task process started by an earlier run of the agent, watched again after a
+    restart (``--recover=reconnect``).  It is not our child, so its end is seen through a
+    pidfd and its exit status is unknown (``wait`` returns None)."""
+
+    pid: int
+    cgroup: TaskCgroup | None = None
+    kill_requested: bool = False
+    oom_killed: bool = False
+    returncode: int | None = None
+    _exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def process(self) -> int:
+        return self.pid  # "there is a process to signal" for the agent's kill path
+
+    async def wait(self) -> int | None:
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            fd = -1
+        if fd >= 0:
+            gone = asyncio.Event()
+            loop.add_reader(fd, gone.set)
+            try:
+                await gone.wait()
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.oom_killed = self.cgroup.oom_killed()
+            await asyncio.to_thread(self.cgroup.destroy)
+        self._exited.set()
+        return None
+
+    async def kill(self, grace: float) -> None:
+        self.kill_requested = True
+        if self._exited.is_set():
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGTERM)
+        if grace > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._exited.wait()
+        if not self._exited.is_set():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
