@@ -2,13 +2,17 @@
 
 * the agent id (``meta/agent.json``), so the agent re-registers as itself;
 * every checkpointed task with its status update stream: streams whose terminal update
-  was acknowledged are dropped; tasks that ended are kept until acknowledged; tasks that
-  were live had their process started by the earlier run, which nothing supervises now:
-  the process group is killed (if the recorded pid still names the same process) and the
-  task reported ``TASK_LOST`` with ``REASON_AGENT_RESTARTED``. Reattaching to such
-  processes (per-task supervisors that outlive the agent) is the planned next step; the
-  checkpoint already records what it needs (pid, start time, sandbox, TaskInfo);
-* leftover task cgroups (destroyed) and sandboxes (handed to the garbage collector).
+  was acknowledged are dropped; tasks that ended are kept until acknowledged;
+* tasks that were live when the earlier run died (kill -9, crash): their process was
+  started by that run. With ``--recover=reconnect`` a process that is still there (same
+  pid *and* start time) is reattached: watched through a pidfd, killable by process
+  group, its cgroups kept; as it is not our child, its exit status is unknown when it
+  ends. With ``--recover=cleanup``, or when the process is gone, the process group is
+  killed and the task reported ``TASK_LOST`` with ``REASON_AGENT_RESTARTED``;
+* leftover task cgroups (destroyed unless adopted) and sandboxes (handed to the garbage
+  collector).
+
+A graceful stop (SIGTERM) kills the tasks itself, so only crashes leave processes behind.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Running the agent: recovery, HTTP server, leader detection, master link, shutdown.
 
 ``serve(config, stop)`` runs until ``stop`` is set.  At shutdown the agent kills its
-tasks (nothing would supervise them otherwise; reattaching after a restart is future
-work), lets their final status updates go out, and exits keeping its id, so a restart
-with the same work dir registers as the same agent and re-sends what is unacknowledged.
+tasks (a graceful stop means "stop this agent's work"; only after a crash does a
+restart reattach to running tasks, see ``recovery``), lets their final status updates go
+out, and exits keeping its id, so a restart with the same work dir registers as the same
+agent and re-sends what is unacknowledged.
 With ``unregister`` (SIGUSR1, as Mesos) it also sends ``UNREGISTER`` and forgets its id.
 """
 
