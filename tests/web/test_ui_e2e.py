@@ -162,6 +162,8 @@ def test_deploy_watch_healthy_and_scale(page: Any, cluster: Any, artifacts: Path
     # no reload: the event stream (or the fallback refresh) brings the health in
     expect(row.locator(".instances")).to_contain_text("2 of 2 running, 2 healthy", timeout=45000)
     expect(row.locator(".health")).to_contain_text("Healthy", timeout=20000)
+    # the page heard about it on the event stream (not only by polling)
+    assert int(page.locator("#live").get_attribute("data-events") or 0) > 0
     shot(page, artifacts, "03-app-healthy")
 
     # scale to 3 by keyboard: type into the labelled input and press Enter

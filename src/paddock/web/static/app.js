@@ -70,7 +70,7 @@ function badge(kind, text) {
 function table(caption, headers, rows, emptyText) {
   if (!rows.length) return h("p", { class: "muted" }, emptyText);
   return h("table", {},
-    h("caption", { class: "visually-hidden", style: "position:absolute;left:-9999px" }, caption),
+    h("caption", { class: "visually-hidden" }, caption),
     h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
     h("tbody", {}, rows));
 }
@@ -558,6 +558,7 @@ function connectEvents() {
     setLive(`event stream disconnected; refreshing every ${FAST_REFRESH_MS / 1000} s`);
   };
   const onEvent = (e) => {
+    $("live").dataset.events = String(Number($("live").dataset.events || 0) + 1);
     scheduleRefresh(e.type === "status_update_event" || e.type === "instance_changed_event" ? 200 : 300);
     // tasks change the agents' used resources: refresh the overview too, at most every 2 s
     if (!state.clusterTimer) {
