@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,15 @@ def test_overview_shows_cluster(page: Any, cluster: Any, artifacts: Path):
     expect(page.locator("#marathon-summary")).to_contain_text("Leader elected")
     expect(page.locator("#live")).to_contain_text("connected (event stream)")
     shot(page, artifacts, "01-overview")
+    # every control has an accessible name; buttons are buttons
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')]
+            .filter((e) => !(e.labels?.length || e.getAttribute('aria-label') ||
+                             (e.tagName === 'BUTTON' && e.textContent.trim())))
+            .map((e) => e.outerHTML)"""
+    )
+    assert unlabelled == []
+    assert page.locator("[onclick], div[role=button]").count() == 0
     assert not page.errors, page.errors
 
 
@@ -218,6 +228,9 @@ def test_waiting_app_explains_and_destroy(page: Any, cluster: Any, artifacts: Pa
     expect(page.locator('#apps-table tr[data-app="/uitest/huge"] .health')).to_contain_text(
         re.compile("Waiting|Deploying")
     )
+    deployment = page.locator("#deployments-list .deployment").filter(has_text="/uitest/huge")
+    expect(deployment.locator("ol.steps li")).to_have_count(2)
+    expect(deployment.locator("li.current")).to_contain_text("(in progress)")
     shot(page, artifacts, "06-waiting")
 
     # destroy with the keyboard: Destroy, then the confirmation button takes focus
@@ -228,6 +241,52 @@ def test_waiting_app_explains_and_destroy(page: Any, cluster: Any, artifacts: Pa
     expect(page.locator('#apps-table tr[data-app="/uitest/huge"]')).to_have_count(0)
     expect(waiting).to_have_count(0)
     assert not page.errors, page.errors
+
+
+def test_restart_replaces_every_task(page: Any, cluster: Any, artifacts: Path):
+    from playwright.sync_api import expect
+
+    before = set(
+        page.locator("#tasks-table tbody tr").evaluate_all(
+            "rows => rows.map((r) => r.dataset.task)"
+        )
+    )
+    assert len(before) == 3
+    page.get_by_role("button", name=f"Restart {APP_ID}").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#apps-status")).to_contain_text(f"Restarting {APP_ID}: accepted")
+
+    def replaced() -> bool:
+        ids = page.locator("#tasks-table tbody tr").evaluate_all(
+            "rows => rows.map((r) => r.dataset.task)"
+        )
+        return len(ids) == 3 and not (set(ids) & before)
+
+    deadline = time.monotonic() + 45
+    while not replaced():
+        assert time.monotonic() < deadline, "restart did not replace the tasks"
+        page.wait_for_timeout(250)
+    row = page.locator(f'#apps-table tr[data-app="{APP_ID}"]')
+    expect(row.locator(".instances")).to_contain_text("3 of 3 running, 3 healthy", timeout=30000)
+    expect(page.locator("#deployments-list")).to_contain_text("No deployment is running")
+
+
+def test_standby_marathon_serves_the_ui_itself(cluster: Any):
+    from scheduler_cluster import url, wait_until
+
+    standby = cluster.start_marathon()
+    base = url(standby)
+    wait_until(
+        lambda: httpx.get(base + "/v2/info", timeout=2).json().get("elected") is True,
+        30,
+        "standby answers (proxied to the leader)",
+    )
+    r = httpx.get(base + "/ui/api/cluster", timeout=15)
+    assert r.status_code == 200 and "X-Marathon-Leader" not in r.headers
+    assert len(r.json()["agents"]) == 2
+    r = httpx.get(base + "/v2/apps", timeout=5)  # the UI's API calls go to the leader
+    assert r.headers.get("X-Marathon-Leader") == cluster.ui_base.removeprefix("http://")
+    standby.kill()
 
 
 def test_master_serves_the_same_ui(browser: Any, cluster: Any, artifacts: Path):
