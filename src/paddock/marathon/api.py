@@ -38,7 +38,9 @@ from paddock.web.mount import mount_ui
 
 log = logging.getLogger(__name__)
 
-PROXY_EXEMPT = ("/ping", "/metrics", "/v2/leader", "/openapi.json", "/docs", "/redoc")
+# "/ui": a standby serves the web UI itself (its cluster overview works without a leader);
+# the UI's own /v2 calls are proxied like any other.
+PROXY_EXEMPT = ("/ping", "/metrics", "/v2/leader", "/openapi.json", "/docs", "/redoc", "/ui")
 VIA_HEADER = "X-Marathon-Via"
 LEADER_HEADER = "X-Marathon-Leader"
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}
