@@ -49,6 +49,8 @@ def text(rr: RunResult) -> str:
     lines.append(
         "recovery after the last fault: " + (f"{rec}s" if rec is not None else "DID NOT RECOVER")
     )
+    if fig.get("longest_gap_s") is not None:
+        lines.append(f"longest time without an acknowledged operation: {fig['longest_gap_s']}s")
     lines.append(f"anomalies: {len(chk.anomalies)}")
     for a in chk.anomalies[:50]:
         lines.append(f"  {a.kind}: {a.detail}")

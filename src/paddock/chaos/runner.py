@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import json
 import signal
 import subprocess
@@ -205,6 +206,13 @@ def _wait(cond: Any, timeout: float, step: float = 0.25) -> bool:
     return False
 
 
+def longest_gap(events: list[dict[str, Any]], duration: float) -> float:
+    """The longest time (s) without any acknowledged operation during the run."""
+    times = [0.0, *sorted(e["t"] / 1e9 for e in events if e["type"] == "ok"), duration]
+    times = [min(max(t, 0.0), duration) for t in times]
+    return round(max(b - a for a, b in itertools.pairwise(times)), 2)
+
+
 def _sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt("SIGTERM")
 
@@ -378,6 +386,7 @@ def run(cfg: RunConfig) -> RunResult:
     figures["operations"] = sum(1 for e in events if e["type"] == "invoke")
     figures["ok"] = sum(1 for e in events if e["type"] == "ok")
     figures["anomalies"] = len(result.anomalies)
+    figures["longest_gap_s"] = longest_gap(events, cfg.time)
     rr = RunResult(out, result, faults, leaders, figures)
     report.write(rr, events)
     log(report.text(rr))
