@@ -179,3 +179,37 @@ def test_find_task_in_master_state(completed: bool):
     summary = summarize_state(state)
     assert summary["agents"][0]["attributes"] == {"a": "b"}
     assert summary["frameworks"][0]["tasks"] == (0 if completed else 1)
+
+
+async def test_marathon_proxy_forwards_method_query_and_body():
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from paddock.marathon.live_server import ServerThread
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": request.url.query,
+                "body": (await request.body()).decode(),
+            },
+            status_code=201 if request.method == "POST" else 200,
+        )
+
+    upstream = Starlette(routes=[Route("/v2/{rest:path}", echo, methods=["GET", "POST"])])
+    with ServerThread(upstream) as srv:
+        app = mount_ui(Starlette(), master=f"http://127.0.0.1:{closed_port()}", marathon=srv.url)
+        async with client_for(app) as c:
+            cfg = (await c.get("/ui/api/config")).json()
+            assert cfg["served_by"] == "master" and cfg["marathon_api"] == "/ui/api/marathon"
+            r = await c.post("/ui/api/marathon/v2/apps?force=true", content=b'{"id": "/a"}')
+    assert r.status_code == 201
+    assert r.json() == {
+        "method": "POST",
+        "path": "/v2/apps",
+        "query": "force=true",
+        "body": '{"id": "/a"}',
+    }

@@ -64,12 +64,14 @@ def mount_ui(
 ) -> Starlette:
     """Add the UI's routes to ``app`` (a FastAPI or Starlette app) and return ``app``."""
     prefix = "/" + prefix.strip("/")
-    served_by = "master" if master is not None and marathon is None else "marathon"
+    # Explicit sources mean a process other than marathon (a master): the browser then
+    # reaches Marathon through this app's proxy. Without them, ``app`` is marathon itself.
+    served_by = "master" if master is not None or marathon is not None else "marathon"
     found_marathon: dict[str, Any] = {"url": marathon or "", "at": 0.0}
 
     def sources() -> Sources:
         settings = getattr(app.state, "settings", None)
-        if master is None and settings is not None:
+        if served_by == "marathon" and settings is not None:
             return Sources(
                 master=str(getattr(settings, "master", "")),
                 zk=str(getattr(settings, "zk", "")),
