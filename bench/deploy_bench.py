@@ -52,6 +52,7 @@ def deploy_part(
                 f"rack:r{i}",
                 f"{lo}-{lo + 999}",
                 resources=f"cpus:{per_agent * 0.01 * 2:.2f};mem:{per_agent * 8 * 2}",
+                status_retry=10.0,  # Mesos's default: no resend storm while loaded
             )
         m = c.start_marathon("--reconciliation-initial-delay", "30")
         base = url(m)

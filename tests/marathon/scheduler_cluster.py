@@ -70,6 +70,7 @@ class Cluster:
     masters: list[Proc] = field(default_factory=list)
     agents: list[Proc] = field(default_factory=list)
     marathons: list[Proc] = field(default_factory=list)
+    marathon_extra: list[str] = field(default_factory=list)
 
     @property
     def master_zk(self) -> str:
@@ -97,7 +98,12 @@ class Cluster:
         return p
 
     def start_agent(
-        self, hostname: str, attributes: str, ports: str, resources: str = "cpus:4;mem:4096"
+        self,
+        hostname: str,
+        attributes: str,
+        ports: str,
+        resources: str = "cpus:4;mem:4096",
+        status_retry: float = 1.0,
     ) -> Proc:
         (port,) = free_ports(1)
         name = f"agent{len(self.agents)}"
@@ -106,7 +112,7 @@ class Cluster:
             "--work-dir", str(self.work / name), "--ip", hostname, "--hostname", hostname,
             "--resources", f"{resources};disk:1000;ports:[{ports}]",
             "--attributes", attributes, "--no-cgroups",
-            "--registration-backoff-factor", "0.2", "--status-update-retry-min", "1",
+            "--registration-backoff-factor", "0.2", "--status-update-retry-min", str(status_retry),
             "--default-kill-grace", "1",
         )  # fmt: skip
         p = Proc(name, cmd, self.work / f"{name}.log", port).start()
@@ -121,7 +127,7 @@ class Cluster:
             "marathon", "--master", self.master_zk, "--zk", self.marathon_zk,
             "--port", str(port), "--hostname", HOST, "--bind", HOST,
             "--zk-session-timeout", "4", "--reconciliation-initial-delay", "1",
-            "--reconciliation-interval", "30", *extra,
+            "--reconciliation-interval", "30", *extra, *self.marathon_extra,
         )  # fmt: skip
         p = Proc(name, cmd, self.work / f"{name}.log", port).start()
         self.marathons.append(p)

@@ -30,7 +30,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from paddock.marathon.models import AppDefinition, IpAddress, Task, TaskFailure
+from paddock.marathon.models import (
+    AppDefinition,
+    HealthCheckResult,
+    IpAddress,
+    Task,
+    TaskFailure,
+)
 from paddock.marathon.planner import DeploymentPlan
 from paddock.marathon.scheduler import deployment_executor as dx
 from paddock.marathon.scheduler.health import HealthChecker, HealthState, ReadinessChecker
@@ -59,6 +65,7 @@ FAILURES = frozenset(TERMINAL - {"TASK_KILLED", "TASK_FINISHED"})
 BACKOFF_STATES = frozenset({"TASK_FAILED", "TASK_FINISHED", "TASK_ERROR"})
 KILL_RETRY_SECONDS = 10.0
 REVIVE_MIN_INTERVAL = 1.0
+DRIVE_MIN_INTERVAL = 0.1
 
 
 class TrackedTask(Task):
@@ -142,6 +149,8 @@ class SchedulerCore:
         self._flush_wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self.max_update_lag = 0.0
+        self._lag_warned = -1e9
         self.queue_state = LaunchQueue()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -291,6 +300,15 @@ class SchedulerCore:
                 self._add(inst)
             self.loaded = True
 
+    def start_known_checks(self) -> None:
+        """Start health checks for the RUNNING instances loaded from the store (on the
+        loop), so a new leader learns their health without waiting for updates."""
+        with self._lock:
+            pairs = [(i, self._app_of(i)) for i in self._instances.values()]
+        for inst, app in pairs:
+            if app is not None and inst.task.state == "TASK_RUNNING":
+                self._start_checks(inst, app)
+
     def start(self) -> None:
         """Start the driver on the running loop."""
         self.loop = asyncio.get_running_loop()
@@ -414,10 +432,17 @@ class SchedulerCore:
 
     async def _drive_forever(self) -> None:
         assert self._wake is not None
+        last = -1e9
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 1.0)
+            # A pass looks at every instance: coalesce bursts of changes (hundreds of
+            # status updates a second) into at most one pass per DRIVE_MIN_INTERVAL.
+            pause = last + DRIVE_MIN_INTERVAL - self.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
             self._wake.clear()
+            last = self.monotonic()
             if not self.acting or self._hooks is None:
                 continue
             try:
@@ -619,6 +644,14 @@ class SchedulerCore:
                 else:
                     declines.append(raw["id"])
             queued = bool(self.queue_state.entries) or bool(self._plans)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "offers from %s: launching %s, declining %d (wanted %s)",
+                    sorted(str(o.get("hostname")) for o in offers),
+                    [len(infos) for _, infos, _ in launches],
+                    len(declines),
+                    {e.app.id: e.count for e in entries},
+                )
         for offer_id, infos, new in launches:
             # Write the instances before launching: a marathon that dies right after the
             # ACCEPT still knows these tasks when its successor reconciles (no orphans).
@@ -686,12 +719,14 @@ class SchedulerCore:
         task_id = str((status.get("task_id") or {}).get("value", ""))
         state = str(status.get("state", ""))
         now = self.monotonic()
+        self._note_lag(status, now)
         now_iso = self.clock()
         persist: Task | None = None
         delete: Task | None = None
         failure: TaskFailure | None = None
         unknown_kill = False
         health_start: tuple[Instance, AppDefinition] | None = None
+        mesos_health_changed = False
         with self._lock:
             inst = self._instances.get(task_id)
             if inst is None:
@@ -700,8 +735,11 @@ class SchedulerCore:
                 self._counts.pop(inst.task.app_id, None)
                 old_state = inst.task.state
                 changes: dict[str, Any] = {"state": state}
-                if "healthy" in status:
+                if "healthy" in status and bool(status["healthy"]) != inst.mesos_healthy:
+                    # An agent-run check (COMMAND, MESOS_*) reported: show it as a result.
                     inst.mesos_healthy = bool(status["healthy"])
+                    changes["health_check_results"] = self._results(inst)
+                    mesos_health_changed = True
                 if state == "TASK_UNREACHABLE":
                     if inst.unreachable_since is None:
                         inst.unreachable_since = now
@@ -733,7 +771,7 @@ class SchedulerCore:
                     if state in BACKOFF_STATES and not inst.killing and app is not None:
                         delay = self.queue_state.failed(app, now)
                         log.info("%s %s: next launch of %s in %.1fs", task_id, state, app.id, delay)
-                elif state != old_state or "ip_addresses" in changes:
+                elif state != old_state or "ip_addresses" in changes or mesos_health_changed:
                     inst.task = changed_task(inst.task, **changes)
                     persist = inst.task
                 if state == "TASK_RUNNING":
@@ -759,6 +797,12 @@ class SchedulerCore:
             if health_start is not None:
                 self._start_checks(*health_start)
             self._publish_status(inst, state, str(status.get("message", "")))
+            if mesos_health_changed and self._hooks is not None:
+                self._hooks.publish(
+                    "health_status_changed_event",
+                    {"appId": inst.task.app_id, "taskId": task_id, "instanceId": task_id,
+                     "version": inst.task.version, "alive": bool(inst.mesos_healthy)},
+                )  # fmt: skip
         if status.get("uuid") and status.get("agent_id"):
             self._acks.append(
                 {
@@ -816,6 +860,17 @@ class SchedulerCore:
         for failure in failures.values():
             self.store.set_task_failure(failure)
 
+    def _note_lag(self, status: dict[str, Any], now: float) -> None:
+        """Warn (at most every 10 s) when updates arrive long after the agent made them."""
+        stamp = status.get("timestamp")
+        if not isinstance(stamp, (int, float)) or status.get("reason") == "REASON_RECONCILIATION":
+            return
+        lag = time.time() - float(stamp)
+        self.max_update_lag = max(self.max_update_lag, lag)
+        if lag > 2.0 and now - self._lag_warned > 10.0:
+            self._lag_warned = now
+            log.warning("status updates arrive late: %.1fs after the agent sent them", lag)
+
     def _start_checks(self, inst: Instance, app: AppDefinition) -> None:
         task = inst.task
         started = inst.started_mono if inst.started_mono is not None else self.monotonic()
@@ -830,6 +885,19 @@ class SchedulerCore:
                 port = task.ports[0]
             self.readiness.watch(task.id, task.host, port, rc)
 
+    def _results(self, inst: Instance) -> list[HealthCheckResult]:
+        """healthCheckResults: Marathon-run checks, then the agent's verdict if any."""
+        out = self.health.results(inst.task.id)
+        if inst.mesos_healthy is not None:
+            out.append(
+                HealthCheckResult(
+                    alive=inst.mesos_healthy,
+                    consecutive_failures=0 if inst.mesos_healthy else 1,
+                    instance_id=inst.task.id,
+                )
+            )
+        return out
+
     def _on_health(
         self, task_id: str, index: int, state: HealthState, changed: bool, kill: bool
     ) -> None:
@@ -839,7 +907,7 @@ class SchedulerCore:
             if inst is None:
                 return
             self._counts.pop(inst.task.app_id, None)
-            inst.task = changed_task(inst.task, health_check_results=self.health.results(task_id))
+            inst.task = changed_task(inst.task, health_check_results=self._results(inst))
             unreachable = inst.unreachable_since is not None
             do_kill = kill and not unreachable and not inst.killing and self.acting
             if do_kill:

@@ -211,6 +211,7 @@ class MarathonDaemon:
         await asyncio.to_thread(self.core.load_instances)
         await asyncio.to_thread(self.service.start)  # loads apps; resumes deployments
         self.core.elected = True
+        self.core.start_known_checks()  # health of running tasks, before any update
         framework_id = await asyncio.to_thread(self.store.framework_id)
         info: dict[str, Any] = {
             "user": self.cfg.user,
@@ -226,7 +227,11 @@ class MarathonDaemon:
             info["id"] = {"value": framework_id}
         log.info("subscribing to %s as framework %s", self.cfg.master, framework_id or "(new)")
         self.mesos = MesosSchedulerClient(
-            self.cfg.master, info, self._on_event, on_disconnect=self._on_disconnect
+            self.cfg.master,
+            info,
+            self._on_event,
+            on_disconnect=self._on_disconnect,
+            on_removed=self._on_framework_removed,
         )
         self.core.call = self.mesos.call
         self.reconciler = Reconciler(
@@ -277,6 +282,9 @@ class MarathonDaemon:
             log.info("failure: %s", event.get("failure"))
         elif kind == "ERROR":
             log.error("master error: %s", (event.get("error") or {}).get("message"))
+
+    async def _on_framework_removed(self) -> None:
+        await asyncio.to_thread(self.store.set_framework_id, "")
 
     async def _on_disconnect(self) -> None:
         if self._subscribed:

@@ -74,12 +74,14 @@ class MesosSchedulerClient:
         on_event: EventHandler,
         *,
         on_disconnect: Callable[[], Awaitable[None]] | None = None,
+        on_removed: Callable[[], Awaitable[None]] | None = None,
         zk_timeout: float = 10.0,
     ) -> None:
         self.master = master
         self.framework_info = dict(framework_info)
         self.on_event = on_event
         self.on_disconnect = on_disconnect
+        self.on_removed = on_removed
         self.zk_hosts, self.zk_path, self.fixed = parse_master_url(master)
         self.zk_timeout = zk_timeout
         self._zk: KazooClient | None = None
@@ -166,8 +168,16 @@ class MesosSchedulerClient:
                     base = "http://" + location.lstrip("/").split("/", 1)[0]
                     continue
                 if resp.status_code != 200:
-                    text = (await resp.aread())[:200]
+                    text = (await resp.aread())[:300]
                     log.warning("SUBSCRIBE at %s: HTTP %s %r", base, resp.status_code, text)
+                    if resp.status_code == 403 and b"has been removed" in text:
+                        # The master tore this framework down (failover timeout passed):
+                        # its tasks are gone. Register anew; reconciliation cleans up.
+                        log.error("framework %s was removed by the master", self.framework_id)
+                        self.framework_id = None
+                        self.framework_info.pop("id", None)
+                        if self.on_removed is not None:
+                            await self.on_removed()
                     return False
                 self.base = base
                 self.stream_id = resp.headers.get("mesos-stream-id")
