@@ -1,31 +1,15 @@
 """Without a cluster every client command says so in one line and exits non-zero.
 
-Most cases run the CLI in-process (typer's runner: starting Python per case is slow on
-a loaded machine); one runs the real ``paddock`` executable for the exit status."""
+Most cases run the CLI in-process (see ``cluster_cli.paddock``); one runs the real
+``paddock`` executable for the exit status."""
 
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cluster_cli import paddock as paddock_process
-from typer.testing import CliRunner
-
-from paddock.cli.main import app
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def paddock(*args: str, env: dict[str, str] | None = None, timeout: float = 0) -> Result:
-    r = CliRunner().invoke(app, list(args), env=env)
-    return Result(r.exit_code, r.stdout, r.stderr)
+from cluster_cli import paddock
 
 
 def closed_port() -> int:
@@ -66,7 +50,7 @@ def test_no_cluster_in_the_current_directory(args, tmp_path: Path, monkeypatch):
 
 
 def test_real_process_exit_status(tmp_path: Path):
-    r = paddock_process("status", "--work-dir", str(tmp_path))
+    r = paddock("status", "--work-dir", str(tmp_path), real=True)
     assert r.returncode == 1 and r.stderr.startswith("error: no cluster in"), r.stderr
 
 

@@ -79,7 +79,8 @@ def test_small_cluster_from_up_to_down_and_resume(work_dir: Path, tmp_path: Path
     assert {a["attributes"]["name"] for a in st["agents"]} == {"agent1", "agent2"}
     assert sum(a["used"]["cpus"] for a in st["agents"]) == pytest.approx(0.3)
     assert [f["name"] for f in st["frameworks"]] == ["marathon"]
-    assert paddock("status", *wd).returncode == 0
+    r = paddock("status", *wd, real=True)
+    assert r.returncode == 0 and "leader" in r.stdout, r.stderr
 
     # -- environment variables instead of flags ---------------------------------------
     r = paddock("app", "list", "-o", "json", env={"PADDOCK_WORK_DIR": str(work_dir)})
@@ -98,6 +99,15 @@ def test_small_cluster_from_up_to_down_and_resume(work_dir: Path, tmp_path: Path
     assert r.returncode == 0, r.stdout + r.stderr
     tasks = paddock_json("task", "list", *wd)
     assert len(tasks) == 1 and serving(tasks[0])
+
+    # -- task kill: marathon replaces the task --------------------------------------------
+    assert paddock("task", "kill", tasks[0]["id"], *wd).returncode == 0
+    replacement = wait_until(
+        lambda: [t for t in paddock_json("task", "list", *wd) if t["id"] != tasks[0]["id"]],
+        60,
+        "a replacement task",
+    )
+    wait_until(lambda: serving(replacement[0]), 30, "the replacement serves")
 
     # -- app deploy from YAML, and an update of it ----------------------------------------
     spec = tmp_path / "echo.yaml"
@@ -256,8 +266,30 @@ def test_up_on_an_existing_zookeeper_and_zk_commands(work_dir: Path):
         assert paddock("zk", "rm", "-r", "/x", *wd).returncode == 0
         r = paddock("zk", "get", "/x/y", *wd)
         assert r.returncode == 1 and r.stderr == "error: no such znode\n"
+        # a deployment that cannot finish says why it waits
+        big = work_dir / "big.json"
+        big.write_text(json.dumps({"id": "/big", "cmd": "sleep 100", "cpus": 64, "mem": 32}))
+        r = paddock("app", "deploy", str(big), "--timeout", "6", *wd)
+        assert r.returncode == 1 and "InsufficientCpus" in r.stderr, r.stdout + r.stderr
+        assert "InsufficientCpus" in r.stdout  # the live progress line shows it too
+        assert paddock("app", "rm", "/big", "--force", *wd).returncode == 0
         assert paddock("down", *wd).returncode == 0
         assert processes_of(work_dir) == []
         assert all(m.running for m in ens.members)
     finally:
         ens.stop()
+
+
+def test_down_after_the_supervisor_was_killed(work_dir: Path):
+    """SIGKILL of the supervisor orphans daemons and tasks; ``down`` still finds and
+    stops them all (recorded pids, daemons naming the directory, tasks in sandboxes)."""
+    wd = ["--work-dir", str(work_dir)]
+    r = paddock("up", *wd, *SMALL, "--agents", "1", "--detach")
+    assert r.returncode == 0, r.stdout + r.stderr
+    tasks = paddock_json("task", "list", *wd)
+    assert len(tasks) == 3 and all(serving(t) for t in tasks)
+    os.kill(int((work_dir / "supervisor.pid").read_text()), signal.SIGKILL)
+    assert serving(tasks[0])  # the orphaned daemons and tasks keep running
+    r = paddock("down", *wd)
+    assert r.returncode == 0, r.stderr
+    assert processes_of(work_dir) == []

@@ -60,17 +60,17 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 # -- options shared by the client commands --------------------------------------------
 MarathonOpt = Annotated[
-    str | None, typer.Option("--marathon", help="host:port of marathon [env PADDOCK_MARATHON].")
+    str | None, typer.Option("--marathon", help="host:port of marathon (env PADDOCK_MARATHON).")
 ]
 MasterOpt = Annotated[
-    str | None, typer.Option("--master", help="host:port of a master [env PADDOCK_MASTER].")
+    str | None, typer.Option("--master", help="host:port of a master (env PADDOCK_MASTER).")
 ]
 ZkOpt = Annotated[
-    str | None, typer.Option("--zk", help="zk://host:port,.../path [env PADDOCK_ZK].")
+    str | None, typer.Option("--zk", help="zk://host:port,.../path (env PADDOCK_ZK).")
 ]
 WorkDirOpt = Annotated[
     Path | None,
-    typer.Option("--work-dir", help="Cluster directory of `paddock up` [env PADDOCK_WORK_DIR]."),
+    typer.Option("--work-dir", help="Cluster directory of `paddock up` (env PADDOCK_WORK_DIR)."),
 ]
 OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table or json.")]
 

@@ -51,7 +51,7 @@ EXAMPLE_APP = Path(__file__).resolve().parents[3] / "examples" / "hello-app.json
 WorkDir = Annotated[
     Path | None,
     typer.Option(
-        "--work-dir", help=f"Cluster directory [env PADDOCK_WORK_DIR; {DEFAULT_WORK_DIR}]."
+        "--work-dir", help=f"Cluster directory (env PADDOCK_WORK_DIR; default {DEFAULT_WORK_DIR})."
     ),
 ]
 
@@ -90,12 +90,18 @@ def formation(endpoints: dict[str, Any], agents: int) -> tuple[bool, str]:
     k_ok = serving > len(keepers) // 2
     parts.append(f"keepers {serving}/{len(keepers)}")
     m_ok = False
-    active = 0
+    active = running = 0
     try:
         leader, state = master_state([f"http://{m}" for m in endpoints["masters"]])
         m_ok = True
         active = sum(1 for s in state.get("slaves", []) if s.get("active"))
-        parts.append(f"master leader {leader.split('//', 1)[1]}")
+        running = sum(
+            1
+            for f in state.get("frameworks", [])
+            for t in f.get("tasks", [])
+            if t.get("state") == "TASK_RUNNING"
+        )
+        parts.append(f"master {leader.split('//', 1)[1]}")
     except CliError:
         parts.append("master: electing")
     parts.append(f"agents {active}/{agents}")
@@ -106,12 +112,14 @@ def formation(endpoints: dict[str, Any], agents: int) -> tuple[bool, str]:
         try:
             if httpx.get(f"http://{m}/v2/info", timeout=2).json().get("elected"):
                 mar_ok = True
-                parts.append(f"marathon leader {m}")
+                parts.append(f"marathon {m}")
                 break
         except (httpx.HTTPError, ValueError):
             continue
     if not mar_ok:
         parts.append("marathon: electing")
+    if m_ok:
+        parts.append(f"{running} tasks running")
     ready = k_ok and m_ok and active >= agents and mar_ok
     return ready, " · ".join(parts)
 
@@ -304,10 +312,44 @@ def down(work_dir: WorkDir = None) -> None:
     for p in _recorded_pids(directory):  # after a killed supervisor: what it left behind
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p, signal.SIGKILL)
+    for p in _strays(directory):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
     for name in (PIDS_FILE, SUPERVISOR_PID_FILE):
         with contextlib.suppress(OSError):
             (directory / name).unlink()
     typer.echo(f"stopped the cluster in {directory}")
+
+
+def _strays(directory: Path) -> list[int]:
+    """Processes of this cluster still alive after its supervisor is gone: daemons
+    (their command line names the directory) and tasks (they run in a sandbox under an
+    agent's directory). Never ourselves or our ancestors (a shell may sit in there)."""
+    keep = {os.getpid()}
+    pid = os.getpid()
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[-1].split()[1])
+        except (OSError, ValueError):
+            break
+        keep.add(pid)
+    needle = str(directory)
+    sandboxes = tuple(str(d) + "/" for d in directory.glob("agent*") if d.is_dir())
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in keep:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        daemon = needle in cmdline and "paddock.cli.main" in cmdline
+        if daemon or (sandboxes and cwd.startswith(sandboxes)):
+            out.append(int(entry))
+    return [p for p in out if pid_alive(p)]
 
 
 def _recorded_pids(directory: Path) -> list[int]:
