@@ -163,9 +163,8 @@ def test_deploy_watch_healthy_and_scale(page: Any, cluster: Any, artifacts: Path
     from playwright.sync_api import expect
 
     page.fill("#app-json", json.dumps(web_app(2), indent=2))
-    page.keyboard.press("Control+Enter") if page.evaluate(
-        "document.activeElement.id === 'app-json'"
-    ) else page.click("#deploy-submit")
+    page.focus("#app-json")
+    page.keyboard.press("Control+Enter")  # the editor's keyboard shortcut submits
     expect(page.locator("#deploy-result")).to_contain_text("Created")
     expect(page.locator("#deploy-errors")).to_be_hidden()
     row = page.locator(f'#apps-table tr[data-app="{APP_ID}"]')
@@ -236,6 +235,7 @@ def test_waiting_app_explains_and_destroy(page: Any, cluster: Any, artifacts: Pa
     # destroy with the keyboard: Destroy, then the confirmation button takes focus
     page.get_by_role("button", name="Destroy /uitest/huge").focus()
     page.keyboard.press("Enter")
+    page.locator("#apps-table").screenshot(path=str(artifacts / "06b-keyboard-confirm.png"))
     assert page.evaluate("document.activeElement.textContent") == "Yes, destroy"
     page.keyboard.press("Enter")
     expect(page.locator('#apps-table tr[data-app="/uitest/huge"]')).to_have_count(0)

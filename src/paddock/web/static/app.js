@@ -42,6 +42,7 @@ const state = {
   lastRefresh: 0,
   refreshTimer: null,
   clusterTimer: null,
+  appsError: false,
 };
 
 // ------------------------------------------------------------------ DOM helpers
@@ -286,7 +287,14 @@ async function loadApps() {
   const [apps, queue] = await Promise.all([call("GET", api("/v2/apps")), call("GET", api("/v2/queue"))]);
   if (apps.ok) state.apps = apps.body.apps || [];
   if (queue.ok) state.queue = queue.body.queue || [];
-  render($("apps-status"), apps.ok ? "" : `Cannot list apps: HTTP ${apps.status} ${apps.body?.message ?? ""}`);
+  // the status line also reports the user's last action: only touch it for list errors
+  if (!apps.ok) {
+    state.appsError = true;
+    render($("apps-status"), `Cannot list apps: HTTP ${apps.status} ${apps.body?.message ?? ""}`);
+  } else if (state.appsError) {
+    state.appsError = false;
+    render($("apps-status"));
+  }
   renderApps();
   renderQueue();
 }
