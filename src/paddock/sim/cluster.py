@@ -167,6 +167,7 @@ class Cluster:
         h.inc += 1
         h.writing = False
         h.crash_armed = False
+        h.bounce_armed = False
         h.read_points = []
         rep = h.disk.crash(self.disk_rng)
         if rep.damaged_tail or rep.kept_unsynced:
@@ -358,6 +359,9 @@ class Cluster:
         h.writing = False
         self.trace_event(h.id, "fsync done")
         self._finish(h, rd)
+        if h.bounce_armed:
+            self.nemesis.bounce(h.id)
+            return
         self.pump(h)
 
     def _finish(self, h: Host, rd: Ready) -> None:

@@ -17,6 +17,7 @@ class Host:
     """One simulated machine: a RaftNode (when up), its disk and state machine."""
 
     __slots__ = (
+        "bounce_armed",
         "compact_every",
         "crash_armed",
         "disk",
@@ -44,6 +45,9 @@ class Host:
         self.sm = KVStateMachine()
         self.writing = False
         self.crash_armed = False  # crash in the middle of the next disk write
+        #: crash right after the next write is durable and its messages are out,
+        #: then restart at once (a supervisor restarting the process)
+        self.bounce_armed = False
         self.write_done_at = 0.0
         self.last_commit = 0
         self.synced_commit = 0

@@ -81,8 +81,11 @@ class Nemesis:
             if alive:
                 leader = cl.current_leader()
                 victim = leader if leader and rng.random() < 0.4 else rng.choice(alive)
-                if rng.random() < 0.4:
+                x = rng.random()
+                if x < 0.35:
                     cl.hosts[victim].crash_armed = True  # at its next disk write
+                elif x < 0.55:
+                    cl.hosts[victim].bounce_armed = True  # just after its next write
                 else:
                     self._crash(victim)
         elif r < 0.85:
@@ -116,8 +119,24 @@ class Nemesis:
             return
         self._fault(f"crash {victim}")
         cl.crash(victim)
-        down = 0.01 + self.rng.random() * (0.6 if self.rng.random() < 0.3 else 0.15)
+        r = self.rng.random()
+        if r < 0.25:
+            down = 0.0005 + self.rng.random() * 0.005
+        else:
+            down = 0.01 + self.rng.random() * (0.6 if r < 0.45 else 0.15)
         cl.loop.call_later(down, cl.restart, victim)
+
+    def bounce(self, victim: int) -> None:
+        """Crash ``victim`` now (its last write is durable, its messages sent)
+        and restart it a moment later."""
+        cl = self.cluster
+        cl.hosts[victim].bounce_armed = False
+        if not self.active or cl.hosts[victim].node is None:
+            cl.pump(cl.hosts[victim])
+            return
+        self._fault(f"bounce {victim}")
+        cl.crash(victim)
+        cl.loop.call_later(0.0005 + self.rng.random() * 0.003, cl.restart, victim)
 
     def crash_during_write(self, victim: int) -> None:
         """Crash ``victim`` before its current write's fsync completes."""
