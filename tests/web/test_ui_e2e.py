@@ -194,10 +194,9 @@ def test_read_task_log(page: Any, cluster: Any, artifacts: Path):
     first = page.locator("#tasks-table tbody tr").first
     task_id = first.get_attribute("data-task")
     assert task_id
-    # by keyboard (a mouse click right after a full-page screenshot can land off target
-    # while headless chromium restores its viewport)
-    first.get_by_role("button", name=f"Show log of task {task_id}").focus()
-    page.keyboard.press("Enter")
+    # a mouse click on a live-refreshing table (rows are updated in place, so a refresh
+    # cannot swallow the click)
+    first.get_by_role("button", name=f"Show log of task {task_id}").click()
     expect(page.locator("#log")).to_be_visible()
     expect(page.locator("#log-text")).to_contain_text(f"hello-from-ui-test {task_id}")
     expect(page.locator("#log-meta")).to_contain_text(f"stdout of task {task_id}")
@@ -206,6 +205,10 @@ def test_read_task_log(page: Any, cluster: Any, artifacts: Path):
     # http.server logs the health checks' GETs on stderr
     expect(page.locator("#log-text")).to_contain_text('"GET / HTTP/1.1" 200')
     shot(page, artifacts, "05-task-log")
+    page.click("#log-close")
+    expect(page.locator("#log")).to_be_hidden()
+    # focus goes back to the task's Log button
+    assert page.evaluate("document.activeElement.dataset.key") == f"log:{task_id}"
 
     r = httpx.get(cluster.ui_base + "/ui/api/tasklog", params={"task": "nope"}, timeout=10)
     assert r.status_code == 404 and "not known" in r.json()["message"]
