@@ -166,7 +166,15 @@ def test_small_cluster_from_up_to_down_and_resume(work_dir: Path, tmp_path: Path
     assert apps["/hello"]["instances"] == 1 and apps["/tools/echo"]["instances"] == 2
     r = paddock("up", *wd, "--detach")
     assert r.returncode == 1 and "already running" in r.stderr
-    assert paddock("down", *wd).returncode == 0
+
+    # -- SIGKILL of the supervisor orphans daemons and tasks; down still stops them all
+    # (recorded pids, daemons naming the directory, tasks in its sandboxes) -------------
+    hello = paddock_json("task", "list", "--app", "/hello", *wd)[0]
+    wait_until(lambda: serving(hello), 30, "the resumed app serves")
+    os.kill(int((work_dir / "supervisor.pid").read_text()), signal.SIGKILL)
+    assert serving(hello)  # orphaned, still running
+    r = paddock("down", *wd)
+    assert r.returncode == 0, r.stderr
     assert processes_of(work_dir) == []
 
 
@@ -206,6 +214,7 @@ def test_foreground_up_stops_everything_on_sigterm(work_dir: Path):
             proc.wait()
 
 
+@pytest.mark.slow  # ~25 s to form plus checks; the small cluster covers the same paths
 @pytest.mark.timeout(200)
 def test_default_shape_3_keepers_3_masters_3_agents_2_marathons(work_dir: Path):
     wd = ["--work-dir", str(work_dir)]
@@ -278,18 +287,3 @@ def test_up_on_an_existing_zookeeper_and_zk_commands(work_dir: Path):
         assert all(m.running for m in ens.members)
     finally:
         ens.stop()
-
-
-def test_down_after_the_supervisor_was_killed(work_dir: Path):
-    """SIGKILL of the supervisor orphans daemons and tasks; ``down`` still finds and
-    stops them all (recorded pids, daemons naming the directory, tasks in sandboxes)."""
-    wd = ["--work-dir", str(work_dir)]
-    r = paddock("up", *wd, *SMALL, "--agents", "1", "--detach")
-    assert r.returncode == 0, r.stdout + r.stderr
-    tasks = paddock_json("task", "list", *wd)
-    assert len(tasks) == 3 and all(serving(t) for t in tasks)
-    os.kill(int((work_dir / "supervisor.pid").read_text()), signal.SIGKILL)
-    assert serving(tasks[0])  # the orphaned daemons and tasks keep running
-    r = paddock("down", *wd)
-    assert r.returncode == 0, r.stderr
-    assert processes_of(work_dir) == []
