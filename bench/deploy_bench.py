@@ -21,6 +21,8 @@ master needed) and ``GET /v2/apps?embed=apps.tasks`` is timed (Marathon issue #1
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -86,6 +88,18 @@ def deploy_part(
                 print(f"  {time.monotonic() - t0:6.1f}s: {len(tasks)} tasks, {n} running")
             return n
 
+        def cpu() -> dict[str, float]:
+            return {
+                "marathon": _cpu_seconds(m.proc.pid) if m.proc else 0.0,
+                "master": sum(_cpu_seconds(p.proc.pid) for p in c.masters if p.proc),
+                "agents": sum(_cpu_seconds(p.proc.pid) for p in c.agents if p.proc),
+            }
+
+        def cpu_line(before: dict[str, float]) -> str:
+            now = cpu()
+            return ", ".join(f"{k} {now[k] - before[k]:.1f}s" for k in now)
+
+        cpu0 = cpu()
         t0 = time.monotonic()
         r = client.post(base + "/v2/apps", json=app)
         assert r.status_code == 201, r.text
@@ -96,6 +110,8 @@ def deploy_part(
         print(
             f"deploy: {instances} running after {t_running:.2f}s, deployment done {t_deployed:.2f}s"
         )
+        print(f"  CPU used: {cpu_line(cpu0)}")
+        cpu0 = cpu()
 
         before = {t["id"] for t in client.get(base + "/v2/apps/bench/sleep/tasks").json()["tasks"]}
         t0 = time.monotonic()
@@ -111,6 +127,7 @@ def deploy_part(
         wait_until(replaced, 900, "restart done", interval=0.5)
         t_restart = time.monotonic() - t0
         print(f"rolling restart of {instances}: {t_restart:.2f}s")
+        print(f"  CPU used: {cpu_line(cpu0)}")
         r = client.delete(base + "/v2/apps/bench/sleep")
         wait_until(lambda: not client.get(base + "/v2/deployments").json(), 300, "deleted")
         return {"running": t_running, "deployed": t_deployed, "restart": t_restart}
@@ -150,11 +167,14 @@ def api_part(hosts: str, work: Path, apps: int, per_app: int, runs: int = 20) ->
             ("tasks", "/v2/tasks"),
         ):
             times = []
+            assert m.proc is not None
+            cpu0 = _cpu_seconds(m.proc.pid)
             for _ in range(runs):
                 t0 = time.perf_counter()
                 r = client.get(base + path)
                 times.append(time.perf_counter() - t0)
                 assert r.status_code == 200, r.text[:200]
+            out[name + "_server_cpu_ms"] = (_cpu_seconds(m.proc.pid) - cpu0) / runs * 1000
             body = r.json()
             if name == "apps_embed_tasks":
                 assert len(body["apps"]) == apps
@@ -165,7 +185,9 @@ def api_part(hosts: str, work: Path, apps: int, per_app: int, runs: int = 20) ->
             out[name + "_bytes"] = len(r.content)
             print(
                 f"GET {path}: median {out[name + '_median_ms']:.0f} ms, "
-                f"p90 {out[name + '_p90_ms']:.0f} ms, {len(r.content) / 1e6:.1f} MB"
+                f"p90 {out[name + '_p90_ms']:.0f} ms, "
+                f"server CPU {out[name + '_server_cpu_ms']:.0f} ms/request, "
+                f"{len(r.content) / 1e6:.1f} MB"
             )
         return out
     except BaseException:
@@ -173,6 +195,13 @@ def api_part(hosts: str, work: Path, apps: int, per_app: int, runs: int = 20) ->
         raise
     finally:
         c.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (robust to other load on the machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def main() -> None:
@@ -185,6 +214,8 @@ def main() -> None:
     p.add_argument("--skip-api", action="store_true")
     p.add_argument("--verbose", action="store_true", help="print progress while deploying")
     args = p.parse_args()
+    # Stopped with SIGTERM: still stop every process started here (finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ens = zk_ensemble("zookeeper", 1)
     work = Path(tempfile.mkdtemp(prefix="deploy-bench-"))
     try:

@@ -110,6 +110,24 @@ def test_app_lifecycle_on_real_cluster(cluster: Cluster, tmp_path: Path):
     framework_id = httpx.get(base + "/v2/info", timeout=5).json()["frameworkId"]
     assert framework_id
 
+    # -- a failing app backs off: the queue shows the delay, lastTaskFailure the cause --
+    bad = {"id": "/bad", "cmd": "exit 3", "cpus": 0.01, "mem": 8, "instances": 1,
+           "backoffSeconds": 5, "backoffFactor": 2, "maxLaunchDelaySeconds": 60}  # fmt: skip
+    assert httpx.post(base + "/v2/apps", json=bad, timeout=10).status_code == 201
+
+    def delayed():
+        for item in httpx.get(base + "/v2/queue", timeout=5).json()["queue"]:
+            if item["app"]["id"] == "/bad" and item["delay"]["timeLeftSeconds"] > 0:
+                return item
+        return None
+
+    item = wait_until(delayed, 30, "the failing app is delayed")
+    assert item["delay"]["overdue"] is False and item["count"] == 1
+    failure = httpx.get(base + "/v2/apps/bad", timeout=5).json()["app"]["lastTaskFailure"]
+    assert failure["state"] == "TASK_FAILED" and "3" in failure["message"]
+    assert httpx.delete(base + "/v2/queue/bad/delay", timeout=5).status_code == 204
+    assert httpx.delete(base + "/v2/apps/bad?force=true", timeout=10).status_code == 200
+
     # -- scale past the constraints: the 4th instance waits, and the queue says why ---
     r = httpx.put(base + "/v2/apps/ocf/web", json={"instances": 4}, timeout=10)
     assert r.status_code == 200, r.text
@@ -154,10 +172,12 @@ def test_app_lifecycle_on_real_cluster(cluster: Cluster, tmp_path: Path):
     pid = int((pid_dir / f"{victim['id']}.pid").read_text())
     os.kill(pid, signal.SIGKILL)
     replaced = wait_until(
-        lambda: (t := healthy_running(app_tasks(base, "/ocf/web")))
-        and len(t) == 3
-        and victim["id"] not in {x["id"] for x in t}
-        and t,
+        lambda: (
+            (t := healthy_running(app_tasks(base, "/ocf/web")))
+            and len(t) == 3
+            and victim["id"] not in {x["id"] for x in t}
+            and t
+        ),
         45,
         "replacement of the killed task",
     )
