@@ -177,7 +177,9 @@ class MasterDaemon:
             timeout_graceful_shutdown=1,
         )
         # Bind here, so a busy port is a clear OSError rather than uvicorn's sys.exit.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only
+        # when the listening socket says TCP (otherwise ~40 ms delayed-ACK stalls).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((cfg.ip, cfg.port))
