@@ -56,7 +56,9 @@ def deploy_part(
                 resources=f"cpus:{per_agent * 0.01 * 2:.2f};mem:{per_agent * 8 * 2}",
                 status_retry=10.0,  # Mesos's default: no resend storm while loaded
             )
-        m = c.start_marathon("--reconciliation-initial-delay", "30")
+        m = c.start_marathon(
+            "--reconciliation-initial-delay", "30", "--reconciliation-interval", "600"
+        )  # fmt: skip
         base = url(m)
         wait_until(lambda: leader_of([m]), 60, "marathon leads")
         # Wait until every agent is registered (offers from all of them).

@@ -611,8 +611,14 @@ class SchedulerCore:
         declines: list[dict[str, Any]] = []
         with self._lock:
             entries = self.queue_state.launchable(now) if self.acting else []
+            # Where each app's instances are (for constraints), built once per event and
+            # extended as instances are placed: not rebuilt for every launch.
+            placements: dict[str, list[Placement]] = {}
             for entry in entries:
                 entry.summary.new_round()
+                placements[entry.app.id] = (
+                    self._placements(entry.app.id) if entry.app.constraints else []
+                )
             for raw in offers:
                 try:
                     offer = Offer.from_json(raw)
@@ -623,7 +629,7 @@ class SchedulerCore:
                 new: list[Instance] = []
                 for entry in entries:
                     while entry.count > 0:
-                        placed = self._placements(entry.app.id)
+                        placed = placements[entry.app.id]
                         result = match_offer(
                             entry.app, offer, placed, self.rng, default_role=self.role
                         )
@@ -639,6 +645,8 @@ class SchedulerCore:
                         )
                         new.append(inst)
                         entry.count -= 1
+                        if entry.app.constraints:
+                            placed.append(Placement(offer.hostname, dict(offer.attributes)))
                 if infos:
                     launches.append((raw["id"], infos, new))
                 else:
@@ -844,9 +852,11 @@ class SchedulerCore:
                                   len(writes))  # fmt: skip
                     continue  # the agent resends unacknowledged updates
             if acks and self.acting:
-                await asyncio.gather(
-                    *(self._call("ACKNOWLEDGE", a) for a in acks), return_exceptions=True
-                )
+                # Sent in the background: the next batch is written meanwhile.
+                self._spawn(self._acknowledge(acks))
+
+    async def _acknowledge(self, acks: list[dict[str, Any]]) -> None:
+        await asyncio.gather(*(self._call("ACKNOWLEDGE", a) for a in acks), return_exceptions=True)
 
     def _write_batch(
         self, writes: dict[str, tuple[Task, bool]], failures: dict[str, TaskFailure]
