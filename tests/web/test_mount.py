@@ -119,22 +119,39 @@ async def test_tasklog_checks_its_input():
 
 
 async def test_coordination_status_reads_srvr_from_a_real_socket():
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        word = await reader.read(4)
-        writer.write(SRVR.encode() if word == b"srvr" else b"")
-        await writer.drain()
-        writer.close()
+    def answering(text: str):
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            word = await reader.read(4)
+            writer.write(text.encode() if word == b"srvr" else b"")
+            await writer.drain()
+            writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+        return serve
+
+    follower = await asyncio.start_server(answering(SRVR), "127.0.0.1", 0)
+    port = follower.sockets[0].getsockname()[1]
+    refusing = await asyncio.start_server(
+        answering("srvr is not executed because it is not in the whitelist.\n"), "127.0.0.1", 0
+    )
+    port2 = refusing.sockets[0].getsockname()[1]
     dead = closed_port()
     try:
         zk = parse_zk_url(f"zk://127.0.0.1:{port},127.0.0.1:{dead}/x")
         assert zk is not None
         status = await coordination_status(zk)
+        zk3 = parse_zk_url(f"zk://127.0.0.1:{port},127.0.0.1:{port2},127.0.0.1:{dead}/x")
+        assert zk3 is not None
+        status3 = await coordination_status(zk3)
     finally:
-        server.close()
-        await server.wait_closed()
+        for srv in (follower, refusing):
+            srv.close()
+            await srv.wait_closed()
+    # a server refusing srvr answers, but whether there is a quorum is unknown
+    refused = status3["servers"][1]
+    assert (
+        refused["up"] is True and refused["mode"] == "unknown" and "whitelist" in refused["error"]
+    )
+    assert status3["healthy"] is None
     up, down = status["servers"]
     assert up == {
         "address": f"127.0.0.1:{port}",

@@ -116,21 +116,26 @@ async def coordination_status(zk: ZkUrl) -> dict[str, Any]:
             return {"address": address, "up": False, "error": _describe(exc)}
         info = parse_srvr(text)
         if "mode" not in info:
+            # It answers, but says nothing useful: "not currently serving requests" (no
+            # quorum) or "srvr is not executed because it is not in the whitelist".
             first = text.strip().splitlines()[0] if text.strip() else "empty answer"
-            return {"address": address, "up": False, "error": f"srvr: {first}"}
+            mode = "not serving" if "not currently serving" in first else "unknown"
+            return {"address": address, "up": True, "mode": mode, "error": f"srvr: {first}"}
         return {"address": address, "up": True, **info}
 
     servers = list(await asyncio.gather(*(one(a) for a in zk.hosts)))
-    serving = [
-        s for s in servers if s["up"] and s.get("mode") in ("leader", "follower", "standalone")
-    ]
+    serving = [s for s in servers if s.get("mode") in ("leader", "follower", "standalone")]
+    unknown = [s for s in servers if s.get("mode") == "unknown"]
     leaders = [s["address"] for s in servers if s.get("mode") in ("leader", "standalone")]
     needed = len(servers) // 2 + 1
+    healthy: bool | None = len(serving) >= needed and len(leaders) == 1
+    if not healthy and unknown and len(serving) + len(unknown) >= needed:
+        healthy = None  # cannot tell: some servers refuse srvr
     return {
         "hosts": list(zk.hosts),
         "servers": servers,
         "quorum": {"size": len(servers), "needed": needed, "serving": len(serving)},
-        "healthy": len(serving) >= needed and len(leaders) == 1,
+        "healthy": healthy,
         "leader": leaders[0] if len(leaders) == 1 else None,
     }
 

@@ -207,12 +207,14 @@ function renderCluster() {
   } else {
     const q = co.quorum;
     render($("coord-summary"),
-      co.healthy ? badge("ok", "Healthy") : badge("bad", "No quorum"),
+      co.healthy ? badge("ok", "Healthy")
+        : co.healthy === null ? badge("warn", "Unknown (srvr not allowed)") : badge("bad", "No quorum"),
       ` ${q.serving} of ${q.size} serving (quorum ${q.needed}); leader: ${co.leader ?? "none"}`);
     render($("coord-table"), table("Coordination servers", ["Server", "Status", "Mode", "Zxid", "Connections"],
       co.servers.map((s) => h("tr", {},
         h("td", {}, s.address),
-        h("td", {}, s.up ? badge("ok", "Up") : badge("bad", "Down"), s.error ? ` ${s.error}` : ""),
+        h("td", {}, !s.up ? badge("bad", "Down") : s.mode === "not serving" ? badge("bad", "Not serving")
+          : s.mode === "unknown" ? badge("warn", "Answering") : badge("ok", "Up"), s.error ? ` ${s.error}` : ""),
         h("td", {}, s.mode ?? ""),
         h("td", {}, s.zxid ?? ""),
         h("td", { class: "num" }, s.connections ?? ""))), "No servers"));
