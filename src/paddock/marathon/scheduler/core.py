@@ -66,6 +66,7 @@ BACKOFF_STATES = frozenset({"TASK_FAILED", "TASK_FINISHED", "TASK_ERROR"})
 KILL_RETRY_SECONDS = 10.0
 REVIVE_MIN_INTERVAL = 1.0
 DRIVE_MIN_INTERVAL = 0.25
+ACK_CONCURRENCY = 16
 
 
 class TrackedTask(Task):
@@ -149,6 +150,7 @@ class SchedulerCore:
         self._flush_wake: asyncio.Event | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._ack_slots = asyncio.Semaphore(ACK_CONCURRENCY)
         self.max_update_lag = 0.0
         self._lag_warned = -1e9
         self.queue_state = LaunchQueue()
@@ -856,7 +858,15 @@ class SchedulerCore:
                 self._spawn(self._acknowledge(acks))
 
     async def _acknowledge(self, acks: list[dict[str, Any]]) -> None:
-        await asyncio.gather(*(self._call("ACKNOWLEDGE", a) for a in acks), return_exceptions=True)
+        """Send acknowledgements, a bounded number at a time: an unbounded burst exhausts
+        the HTTP connection pool, the failed ones are resent by the agents, and the
+        resends make the next burst bigger."""
+
+        async def one(ack: dict[str, Any]) -> None:
+            async with self._ack_slots:
+                await self._call("ACKNOWLEDGE", ack)
+
+        await asyncio.gather(*(one(a) for a in acks), return_exceptions=True)
 
     def _write_batch(
         self, writes: dict[str, tuple[Task, bool]], failures: dict[str, TaskFailure]

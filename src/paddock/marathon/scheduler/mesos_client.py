@@ -230,7 +230,7 @@ class MesosSchedulerClient:
                 self.base + PATH, json=msg, headers={"Mesos-Stream-Id": self.stream_id}
             )
         except httpx.HTTPError as exc:
-            log.warning("%s failed: %s", call_type, exc)
+            log.warning("%s failed: %s %s", call_type, type(exc).__name__, exc)
             return 0
         if resp.status_code != 202:
             log.warning("%s: HTTP %s %s", call_type, resp.status_code, resp.text[:200])
