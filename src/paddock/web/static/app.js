@@ -131,7 +131,7 @@ function fmtRes(r) {
   if (r.cpus !== undefined) parts.push(`cpus ${+(+r.cpus).toFixed(2)}`);
   if (r.mem !== undefined) parts.push(`mem ${Math.round(r.mem)} MB`);
   if (r.disk !== undefined) parts.push(`disk ${Math.round(r.disk)} MB`);
-  if (r.ports) parts.push(`ports ${r.ports}`);
+  // (no port lists: they grow and wrap as tasks come and go, moving everything below)
   return parts.join(", ");
 }
 
