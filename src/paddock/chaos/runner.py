@@ -176,6 +176,12 @@ class KeeperCluster:
         leaders = [h for h, m in self.modes().items() if m == "leader"]
         return leaders[0] if len(leaders) == 1 else None
 
+    def has_quorum(self) -> bool:
+        """A leader and a majority serving (enough for the final read-back)."""
+        modes = list(self.modes().values())
+        serving = sum(1 for m in modes if m in ("leader", "follower"))
+        return "leader" in modes and serving > len(modes) // 2
+
     def healthy(self) -> bool:
         modes = self.modes().values()
         return all(m in ("leader", "follower") for m in modes) and "leader" in modes
@@ -321,7 +327,12 @@ def run(cfg: RunConfig) -> RunResult:
         heal_t = clock()
         recovered = _wait(cluster.healthy, cfg.recovery_timeout)
         figures["recovery_s"] = round(clock() - heal_t, 2) if recovered else None
-        log(f"healed at {heal_t:.1f}s; recovered: {recovered} {cluster.modes()}")
+        modes_after = cluster.modes()
+        log(f"healed at {heal_t:.1f}s; recovered: {recovered} {modes_after}")
+        if not recovered:
+            stuck = {h: m for h, m in modes_after.items() if m not in ("leader", "follower")}
+            figures["not_recovered"] = {str(h): m for h, m in stuck.items()}
+        quorum = recovered or _wait(cluster.has_quorum, 10)
         deadline = time.monotonic() + 20
         for w in workers:
             try:
@@ -329,7 +340,7 @@ def run(cfg: RunConfig) -> RunResult:
             except subprocess.TimeoutExpired:
                 w.kill()
                 w.wait(5)
-        if recovered:
+        if quorum:
             vpath = out / "final.json"
             v = subprocess.run(
                 [
@@ -382,6 +393,14 @@ def run(cfg: RunConfig) -> RunResult:
         for ev in events:
             f.write(json.dumps(ev) + "\n")
     result = checker.check(events, final)
+    if figures.get("not_recovered"):
+        result.anomalies.append(
+            checker.Anomaly(
+                "not-recovered",
+                f"{cfg.recovery_timeout:.0f}s after every fault was healed, keepers "
+                f"{figures['not_recovered']} were still not serving",
+            )
+        )
     figures["faults"] = len(faults)
     figures["operations"] = sum(1 for e in events if e["type"] == "invoke")
     figures["ok"] = sum(1 for e in events if e["type"] == "ok")
