@@ -498,7 +498,8 @@ class RaftNode:
             self._send(Message(resp_type, self.id, m.src, self.term, reject=True))
 
     def _handle_elect(self, m: Message) -> None:
-        if self.role == Role.LEADER or self.vote not in (0, m.src):
+        voted_other = self.vote not in (0, m.src) and self.cfg.bug != "vote_twice"
+        if self.role == Role.LEADER or voted_other:
             self._send(Message(MsgType.ELECT_RESP, self.id, m.src, self.term, reject=True))
             return
         self.vote = m.src
