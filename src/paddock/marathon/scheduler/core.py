@@ -27,7 +27,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from paddock.marathon.models import (
@@ -40,81 +39,28 @@ from paddock.marathon.models import (
 from paddock.marathon.planner import DeploymentPlan
 from paddock.marathon.scheduler import deployment_executor as dx
 from paddock.marathon.scheduler.health import HealthChecker, HealthState, ReadinessChecker
+from paddock.marathon.scheduler.instances import (
+    BACKOFF_STATES,
+    FAILURES,
+    TERMINAL,
+    Instance,
+    PlanRun,
+    TrackedTask,
+    changed_task,
+    tracked,
+)
 from paddock.marathon.scheduler.launch_queue import LaunchQueue
 from paddock.marathon.scheduler.matcher import Match, Offer, Placement, consume, match_offer
+from paddock.marathon.scheduler.status_writer import StatusWriter
 from paddock.marathon.scheduler.taskinfo import build_task_info, new_task_id
 from paddock.marathon.scheduler_iface import CoreHooks, LeaderInfo, QueueEntry, TaskCounts
 from paddock.marathon.store import MarathonStore
 
 log = logging.getLogger(__name__)
 
-TERMINAL = frozenset(
-    {
-        "TASK_FINISHED",
-        "TASK_FAILED",
-        "TASK_KILLED",
-        "TASK_LOST",
-        "TASK_ERROR",
-        "TASK_DROPPED",
-        "TASK_GONE",
-        "TASK_GONE_BY_OPERATOR",
-        "TASK_UNKNOWN",
-    }
-)
-FAILURES = frozenset(TERMINAL - {"TASK_KILLED", "TASK_FINISHED"})
-BACKOFF_STATES = frozenset({"TASK_FAILED", "TASK_FINISHED", "TASK_ERROR"})
 KILL_RETRY_SECONDS = 10.0
 REVIVE_MIN_INTERVAL = 1.0
 DRIVE_MIN_INTERVAL = 0.25
-ACK_CONCURRENCY = 16
-
-
-class TrackedTask(Task):
-    """A Task that renders its JSON once: the core never mutates one, it replaces it
-    (:func:`changed_task`), so the rendering stays valid. ``GET /v2/apps?embed=apps.tasks``
-    over 10,000 tasks would otherwise spend most of its time in pydantic serialisation."""
-
-    __slots__ = ("_rendered",)  # not a field, not copied by model_copy
-
-    def to_json(self) -> dict[str, Any]:
-        try:
-            rendered: dict[str, Any] = object.__getattribute__(self, "_rendered")
-        except AttributeError:
-            rendered = super().to_json()
-            object.__setattr__(self, "_rendered", rendered)
-        return dict(rendered)  # a shallow copy: callers may add keys
-
-
-def tracked(task: Task) -> TrackedTask:
-    if isinstance(task, TrackedTask):
-        return task
-    return TrackedTask.model_construct(_fields_set=task.model_fields_set, **dict(task))
-
-
-def changed_task(task: Task, **changes: Any) -> TrackedTask:
-    return tracked(task).model_copy(update=changes)
-
-
-@dataclass
-class Instance:
-    """One task this marathon launched (or learned from the store)."""
-
-    task: Task
-    agent_id: str
-    attributes: dict[str, str] = field(default_factory=dict)
-    killing: bool = False
-    kill_sent: float = 0.0
-    mesos_healthy: bool | None = None  # from status updates (agent-run checks)
-    started_mono: float | None = None
-    unreachable_since: float | None = None
-    launched_mono: float = 0.0
-
-
-@dataclass
-class PlanRun:
-    plan: DeploymentPlan
-    step: int = 0  # 0-based index of the current step
-    announced: int = -1  # last step index announced through the hooks
 
 
 class SchedulerCore:
@@ -144,13 +90,8 @@ class SchedulerCore:
         self._by_app: dict[str, set[str]] = {}
         self._plans: dict[str, PlanRun] = {}
         self._counts: dict[str, TaskCounts] = {}  # per app, dropped on every change
-        self._writes: dict[str, tuple[Task, bool]] = {}  # task id -> (task, keep?)
-        self._failures: dict[str, TaskFailure] = {}
-        self._acks: list[dict[str, Any]] = []
-        self._flush_wake: asyncio.Event | None = None
-        self._flusher: asyncio.Task[None] | None = None
+        self.writer = StatusWriter(store, self._call, lambda: self.acting)
         self._background: set[asyncio.Task[Any]] = set()
-        self._ack_slots = asyncio.Semaphore(ACK_CONCURRENCY)
         self.max_update_lag = 0.0
         self._lag_warned = -1e9
         self.queue_state = LaunchQueue()
@@ -316,12 +257,12 @@ class SchedulerCore:
         self.loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._driver = self.loop.create_task(self._drive_forever())
-        self._flush_wake = asyncio.Event()
-        self._flusher = self.loop.create_task(self._flush_forever())
+        self.writer.start()
 
     async def stop(self) -> None:
         self.acting = False
-        for task in (self._driver, self._flusher, *self._background):
+        await self.writer.stop()
+        for task in (self._driver, *self._background):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(BaseException):
@@ -799,11 +740,11 @@ class SchedulerCore:
             if delete is not None:
                 self.health.forget(task_id)
                 self.readiness.forget(task_id)
-                self._writes[task_id] = (delete, False)
+                self.writer.delete(delete)
                 if failure is not None:
-                    self._failures[failure.app_id] = failure
+                    self.writer.failure(failure)
             elif persist is not None:
-                self._writes[task_id] = (persist, True)
+                self.writer.put(persist)
             if health_start is not None:
                 self._start_checks(*health_start)
             self._publish_status(inst, state, str(status.get("message", "")))
@@ -814,71 +755,20 @@ class SchedulerCore:
                      "version": inst.task.version, "alive": bool(inst.mesos_healthy)},
                 )  # fmt: skip
         if status.get("uuid") and status.get("agent_id"):
-            self._acks.append(
+            self.writer.ack(
                 {
                     "agent_id": status["agent_id"],
                     "task_id": status["task_id"],
                     "uuid": status["uuid"],
                 }
             )
-        if self._flush_wake is not None:
-            self._flush_wake.set()
+        self.writer.wake()
         self.poke()
-
-    # ------------------------------------------------------------------ write-behind
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _flush_forever(self) -> None:
-        """Persist status changes in pipelined batches, then acknowledge them.
-
-        A status update is acknowledged only after the instance change it caused is in the
-        store (so a successor never misses a state the agent stopped resending), but the
-        event stream is never held up by the store: updates arriving meanwhile join the
-        next batch."""
-        assert self._flush_wake is not None
-        while True:
-            await self._flush_wake.wait()
-            self._flush_wake.clear()
-            writes, self._writes = self._writes, {}
-            failures, self._failures = self._failures, {}
-            acks, self._acks = self._acks, []
-            if writes or failures:
-                try:
-                    await asyncio.to_thread(self._write_batch, writes, failures)
-                except Exception:
-                    log.exception("persisting %d instance changes failed; not acknowledging",
-                                  len(writes))  # fmt: skip
-                    continue  # the agent resends unacknowledged updates
-            if acks and self.acting:
-                # Sent in the background: the next batch is written meanwhile.
-                self._spawn(self._acknowledge(acks))
-
-    async def _acknowledge(self, acks: list[dict[str, Any]]) -> None:
-        """Send acknowledgements, a bounded number at a time: an unbounded burst exhausts
-        the HTTP connection pool, the failed ones are resent by the agents, and the
-        resends make the next burst bigger."""
-
-        async def one(ack: dict[str, Any]) -> None:
-            async with self._ack_slots:
-                await self._call("ACKNOWLEDGE", ack)
-
-        await asyncio.gather(*(one(a) for a in acks), return_exceptions=True)
-
-    def _write_batch(
-        self, writes: dict[str, tuple[Task, bool]], failures: dict[str, TaskFailure]
-    ) -> None:
-        puts = [t for t, keep in writes.values() if keep]
-        deletes = [t for t, keep in writes.values() if not keep]
-        if puts:
-            self.store.put_instances(puts)
-        if deletes:
-            self.store.delete_instances(deletes)
-        for failure in failures.values():
-            self.store.set_task_failure(failure)
 
     def _note_lag(self, status: dict[str, Any], now: float) -> None:
         """Warn (at most every 10 s) when updates arrive long after the agent made them."""
