@@ -195,6 +195,8 @@ class SchedulerCore:
         with self._lock:
             out = []
             for app_id, entry in sorted(self.queue_state.entries.items()):
+                if entry.count <= 0:  # all launched since the last pass
+                    continue
                 left = self.queue_state.delay_left(app_id, now)
                 out.append(
                     QueueEntry(
