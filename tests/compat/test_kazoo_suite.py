@@ -1,7 +1,9 @@
 """kazoo's own test suite against each server kind (see run_kazoo_suite.py).
 
-A representative subset runs in the default suite; the whole suite (about two
-minutes against ZooKeeper) is marked slow. A failure outside the known
+A representative subset runs in the default suite against both kinds, and the
+whole suite (about two minutes) runs against keeper by default too, since it is
+keeper's compatibility proof; the whole suite against ZooKeeper (the baseline of
+known exclusions) is marked slow. A failure outside the known
 exclusions of tests/compat/kazoo_exclusions.py fails the test.
 """
 
@@ -53,6 +55,10 @@ def _check(kind: str, selection: list[str] | None, deselect: list[str] | None = 
 
 def test_kazoo_suite_subset(kind):
     _check(kind, SUBSET, SUBSET_DESELECT)
+
+
+def test_kazoo_suite_full_against_keeper():
+    _check("keeper", None)
 
 
 @pytest.mark.slow
