@@ -3,40 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import signal
-import sys
 
 import typer
 
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def _setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s agent %(levelname)s %(name)s: %(message)s")
-        )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for noisy in ("kazoo", "httpx", "httpcore"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+from paddock.logsetup import setup_logging
 
 
 def agent(
@@ -120,7 +91,7 @@ def agent(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
-    _setup_logging(log_level, log_format)
+    setup_logging(log_level, log_format, "agent", quiet=("kazoo", "httpx", "httpcore"))
 
     async def main() -> None:
         from paddock.agent.server import serve

@@ -7,40 +7,13 @@ options below; options given on the command line win over the file.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import os
 import signal
-import sys
 from pathlib import Path
 
 import typer
 
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def _setup_logging(level: str, fmt: str, server_id: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter(f"%(asctime)s keeper{server_id} %(levelname)s %(name)s: %(message)s")
-        )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+from paddock.logsetup import setup_logging
 
 
 def keeper(
@@ -107,7 +80,7 @@ def keeper(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
-    _setup_logging(log_level, log_format, cfg.my_id)
+    setup_logging(log_level, log_format, f"keeper{cfg.my_id}")
 
     status = 0
 

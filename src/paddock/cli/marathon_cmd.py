@@ -3,39 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import sys
 
 import typer
 
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def _setup_logging(level: str, fmt: str, port: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter(f"%(asctime)s marathon:{port} %(levelname)s %(name)s: %(message)s")
-        )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("kazoo").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+from paddock.logsetup import setup_logging
 
 
 def _fail(message: str) -> typer.Exit:
@@ -103,7 +74,7 @@ def marathon(
         cfg.zk_parts()
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    _setup_logging(log_level, log_format, port)
+    setup_logging(log_level, log_format, f"marathon:{port}", quiet=("kazoo", "httpx"))
     try:
         import uvloop
 

@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import typer
 
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {
-            "ts": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def _setup_logging(level: str, fmt: str, port: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter(f"%(asctime)s master:{port} %(levelname)s %(name)s: %(message)s")
-        )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("kazoo").setLevel(logging.WARNING)
+from paddock.logsetup import setup_logging
 
 
 def _fail(message: str) -> typer.Exit:
@@ -138,7 +111,7 @@ def master(
     )
     if cfg.consensus_port > 65535:
         raise _fail("--registry-port must be given when --port + 10000 is not a valid port")
-    _setup_logging(log_level, log_format, port)
+    setup_logging(log_level, log_format, f"master:{port}", quiet=("kazoo",))
     try:
         import uvloop
 
