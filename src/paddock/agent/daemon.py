@@ -327,9 +327,9 @@ class Agent:
         self.tasks[key] = task
         self.counters["tasks_launched"] += 1
         self.checkpoint_task(task)
-        from paddock.agent.launcher import run_task_process
+        from paddock.agent.containerizers import task_runner
 
-        task.runner = asyncio.create_task(run_task_process(self, task), name=f"task-{task_id}")
+        task.runner = asyncio.create_task(task_runner(self, task), name=f"task-{task_id}")
 
     def checkpoint_task(self, task: Task, **extra: Any) -> None:
         record = {
