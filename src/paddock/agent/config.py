@@ -26,12 +26,16 @@ __all__ = [
     "ConfigError",
     "MasterAddress",
     "detect_resources",
+    "parse_containerizers",
+    "parse_docker_socket",
     "parse_master",
 ]
 
 DEFAULT_PORTS = ((31000, 32000),)
 MEM_RESERVE_MB = 1024
 DISK_RESERVE_MB = 5 * 1024
+KNOWN_CONTAINERIZERS = ("docker", "mesos")
+DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
 
 
 class ConfigError(ValueError):
@@ -88,6 +92,33 @@ def parse_master(text: str) -> MasterAddress:
             text = text[len(prefix) :]
     host, port = _parse_host_port(text.rstrip("/"), "--master")
     return MasterAddress(host=host, port=port)
+
+
+def parse_containerizers(text: str) -> tuple[str, ...]:
+    """``--containerizers docker,mesos``: known names, no repeats; the order is the preference."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise ConfigError("--containerizers: name at least one of docker, mesos")
+    for name in names:
+        if name not in KNOWN_CONTAINERIZERS:
+            raise ConfigError(f"--containerizers: unknown containerizer {name!r} (docker, mesos)")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--containerizers: {text!r} names one twice")
+    return names
+
+
+def parse_docker_socket(text: str) -> str:
+    """``--docker-socket``: ``unix:///path`` (Docker, or podman's Docker-compatible service),
+    or ``tcp://host:port``."""
+    text = text.strip()
+    if text.startswith("unix://") and len(text) > len("unix://"):
+        return text
+    if text.startswith("tcp://"):
+        _parse_host_port(text[len("tcp://") :].rstrip("/"), "--docker-socket")
+        return text
+    if text.startswith("/"):
+        return "unix://" + text
+    raise ConfigError(f"--docker-socket: expected unix:///path or tcp://host:port, got {text!r}")
 
 
 def _meminfo_total_mb(meminfo: Path = Path("/proc/meminfo")) -> int:
@@ -169,6 +200,10 @@ class AgentConfig:
     cgroups_root: str = "paddock"
     cgroups_enabled: bool = True
     zk_session_timeout: float = 10.0
+    #: ``--containerizers``: which kinds of container this agent runs, in order of preference.
+    containerizers: tuple[str, ...] = ("mesos",)
+    #: ``--docker-socket``: the Docker Engine API the docker containerizer talks to.
+    docker_socket: str = DEFAULT_DOCKER_SOCKET
 
     @classmethod
     def from_flags(
@@ -233,6 +268,8 @@ class AgentConfig:
             "resources": str(self.resources),
             "attributes": ";".join(str(a) for a in self.attributes),
             "recover": self.recover,
+            "containerizers": ",".join(self.containerizers),
+            "docker_socket": self.docker_socket,
             "gc_delay": f"{self.gc_delay}secs",
             "cgroups_root": self.cgroups_root,
             "registration_backoff_factor": f"{self.registration_backoff}secs",

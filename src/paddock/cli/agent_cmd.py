@@ -45,13 +45,28 @@ def agent(
     gc_delay: float = typer.Option(
         7 * 24 * 3600.0, "--gc-delay", help="Remove finished sandboxes after this many seconds."
     ),
+    containerizers: str = typer.Option(
+        "mesos",
+        "--containerizers",
+        help="docker,mesos: kinds of container run (order = preference).",
+    ),
+    docker_socket: str = typer.Option(
+        "unix:///var/run/docker.sock",
+        "--docker-socket",
+        help="Docker Engine API (Docker, or podman system service), unix:///path or tcp://h:p.",
+    ),
     cgroups_root: str = typer.Option("paddock", "--cgroups-root", help="Name of the cgroup tree."),
     no_cgroups: bool = typer.Option(False, "--no-cgroups", help="Do not use cgroups."),
     log_format: str = typer.Option("text", "--log-format", help="text or json."),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
     """Run an agent: register with the leading master, run tasks, report their status."""
-    from paddock.agent.config import AgentConfig, ConfigError
+    from paddock.agent.config import (
+        AgentConfig,
+        ConfigError,
+        parse_containerizers,
+        parse_docker_socket,
+    )
 
     try:
         if log_format not in ("text", "json"):
@@ -86,6 +101,8 @@ def agent(
             gc_delay=gc_delay,
             cgroups_root=cgroups_root,
             cgroups_enabled=not no_cgroups,
+            containerizers=parse_containerizers(containerizers),
+            docker_socket=parse_docker_socket(docker_socket),
         )
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
