@@ -24,6 +24,7 @@ if [ "$want_system" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null
     apt-get update -qq
     apt-get install -y -qq "${pkgs[@]}" >/dev/null
   fi
+  bash scripts/setup-podman.sh  # containers.conf drop-in + local test image (idempotent)
 fi
 
 PY=${PYTHON:-python3.11}
