@@ -152,7 +152,7 @@ class MarathonDaemon:
                 log.warning("coordination service not reachable (%s); retrying", exc)
 
     async def _shutdown(self) -> None:
-        self.core.acting = False
+        self._set_acting(False, "shutting down")
         self.core.elected = False
         if self.reconciler is not None:
             self.reconciler.stop()
@@ -172,7 +172,7 @@ class MarathonDaemon:
         """From kazoo's threads: stop acting at once if we must, then wake the watcher."""
         latch = self.latch
         if latch is not None and not latch.leading:
-            self.core.acting = False  # before anything else can happen
+            self._set_acting(False, "the leader latch was lost")  # before anything else
         if latch is not None:
             self.core.leader_address = latch.leader_address
         loop = self.loop
@@ -189,7 +189,7 @@ class MarathonDaemon:
                 continue
             if latch.lost:
                 log.error("coordination session lost: exiting (a supervisor restarts marathon)")
-                self.core.acting = False
+                self._set_acting(False, "coordination session lost")
                 os._exit(EXIT_SESSION_LOST)  # nothing more may leave this process
             if latch.leading and not self._leading_started:
                 self._leading_started = True
@@ -200,10 +200,21 @@ class MarathonDaemon:
                     os._exit(EXIT_SESSION_LOST)
             self._update_acting()
 
+    def _set_acting(self, acting: bool, why: str) -> None:
+        """The one place acting changes, logged on every edge: the chaos lab reads
+        these lines to check that no two marathons ever acted as leader at once."""
+        was = self.core.acting
+        self.core.acting = acting
+        if was != acting:
+            log.info("%s acting as leader (%s)", "started" if acting else "stopped", why)
+
     def _update_acting(self) -> None:
         latch = self.latch
         leading = bool(latch is not None and latch.leading)
-        self.core.acting = leading and self._subscribed and self._leading_started
+        self._set_acting(
+            leading and self._subscribed and self._leading_started,
+            f"leading={leading} subscribed={self._subscribed}",
+        )
         self.core.poke()
 
     async def _become_leader(self) -> None:
@@ -244,7 +255,7 @@ class MarathonDaemon:
 
     def _abdicate(self) -> bool:
         """DELETE /v2/leader (from an API thread): stop acting, leave, exit soon."""
-        self.core.acting = False
+        self._set_acting(False, "abdicating")
         self.core.elected = False
         loop = self.loop
         if loop is None or self.latch is None:
