@@ -25,7 +25,9 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from paddock.agent.containerizers import task_kind
 from paddock.agent.daemon import Agent, Task
+from paddock.agent.docker_recovery import recover_container_task, remove_orphan_containers
 from paddock.agent.recovery_util import proc_start_ticks
 from paddock.agent.tasks import AdoptedProcess
 
@@ -53,6 +55,7 @@ async def recover_agent(agent: Agent) -> None:
         name = await _recover_task(agent, fw_id, task_id, rec)
         if name is not None:
             adopted.add(name)
+    await remove_orphan_containers(agent)  # Docker containers no live task owns
     for group in agent.cgroups.leftovers(keep=frozenset(adopted)):
         await asyncio.to_thread(group.destroy)
     agent.gc.scan()
@@ -85,6 +88,9 @@ async def _recover_task(
     task.state = stream.history[-1]["state"] if stream.history else "TASK_STAGING"
     agent.tasks[key] = task
     if task.terminal:
+        return None
+    if task_kind(task.info) == "docker":  # a container, not a process: docker_recovery
+        await recover_container_task(agent, task, rec)
         return None
     pid, ticks = rec.get("pid"), rec.get("start_ticks")
     alive = isinstance(pid, int) and ticks is not None and proc_start_ticks(pid) == ticks
