@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from paddock.master.base import CallError, Unavailable
+from paddock.master.openapi import openapi_document
 from paddock.master.operator_api import operator_call
 from paddock.master.streams import EventStream
 from paddock.master.views import get_state
@@ -243,6 +244,9 @@ def build_app(daemon: MasterDaemon) -> Starlette:
     async def registry(request: Request) -> Response:
         return JSONResponse(daemon.registry_state.to_json())
 
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
     any_method = ["GET", "POST", "PUT", "DELETE", "PATCH"]
     routes = [
         Route("/api/v1/scheduler", scheduler, methods=any_method),
@@ -268,6 +272,7 @@ def build_app(daemon: MasterDaemon) -> Starlette:
         Route("/metrics", metrics),
         Route("/registry", registry),
         Route("/registrar(1)/registry", registry),
+        Route("/openapi.json", openapi),
     ]
     return mount_ui(Starlette(routes=routes), master=master.flags_json()["zk"])
 
