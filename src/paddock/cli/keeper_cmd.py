@@ -1,7 +1,9 @@
 """``paddock keeper``: run a ZooKeeper-compatible keeper server.
 
-Settings come from ``--config zoo.cfg`` (ZooKeeper's own format) and/or the
-options below; options given on the command line win over the file.
+Settings come from a ZooKeeper ``zoo.cfg`` (``--zoo-cfg``, or ``--config`` with any
+suffix but ``.toml``) and from the options below, which win over zoo.cfg. The options
+themselves may also come from ``PADDOCK_KEEPER_<FLAG>`` variables or the ``[keeper]``
+table of ``--config paddock.toml`` (see paddock.config_file).
 """
 
 from __future__ import annotations
@@ -28,7 +30,20 @@ def keeper(
     client_host: str = typer.Option("", "--client-host", help="Address to listen on."),
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Log and snapshot directory."),
     tick_time: int = typer.Option(0, "--tick-time", help="tickTime in ms (sessions: 2-20 ticks)."),
-    config: Path | None = typer.Option(None, "--config", help="A ZooKeeper zoo.cfg file."),
+    metrics_port: int = typer.Option(
+        -1,
+        "--metrics-port",
+        help="Serve Prometheus /metrics on this port (as zoo.cfg metricsProvider.httpPort; "
+        "default: zoo.cfg's, else none).",
+    ),
+    metrics_host: str = typer.Option("", "--metrics-host", help="Address for /metrics."),
+    zoo_cfg: Path | None = typer.Option(None, "--zoo-cfg", help="A ZooKeeper zoo.cfg file."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="paddock.toml ([keeper] table: these options; flags and PADDOCK_KEEPER_* win) "
+        "or, any other suffix, a zoo.cfg.",
+    ),
     log_format: str = typer.Option("text", "--log-format", help="text or json."),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
@@ -45,11 +60,15 @@ def keeper(
     if log_format not in ("text", "json"):
         typer.echo("error: --log-format must be text or json", err=True)
         raise typer.Exit(2)
+    if zoo_cfg is None and config is not None and config.suffix != ".toml":
+        zoo_cfg = config  # the old spelling; a .toml was read before this runs
     try:
-        if config is not None:
-            cfg = load_zoo_cfg(config)
+        if zoo_cfg is not None:
+            cfg = load_zoo_cfg(zoo_cfg)
         else:
-            cfg = KeeperConfig(four_letter_words=ALL_4LW, client_host="127.0.0.1")
+            cfg = KeeperConfig(
+                four_letter_words=ALL_4LW, client_host="127.0.0.1", metrics_host="127.0.0.1"
+            )
         apply_environment(cfg)
         if server_id:
             cfg.my_id = server_id
@@ -61,6 +80,10 @@ def keeper(
             cfg.client_host = client_host
         if data_dir is not None:
             cfg.data_dir = data_dir
+        if metrics_port >= 0:
+            cfg.metrics_port = metrics_port
+        if metrics_host:
+            cfg.metrics_host = metrics_host
         if peers:
             from paddock.consensus.server import parse_peers
 
@@ -71,10 +94,10 @@ def keeper(
             cfg.servers = {
                 sid: ServerSpec(sid, host, port) for sid, (host, port) in peer_map.items()
             }
-        if config is None and not server_id:
+        if zoo_cfg is None and not server_id:
             cfg.my_id = 1
-        if config is None and data_dir is None:
-            raise ConfigError("--data-dir (or --config with dataDir) is required")
+        if zoo_cfg is None and data_dir is None:
+            raise ConfigError("--data-dir (or --zoo-cfg with dataDir) is required")
         cfg.validate()
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -107,6 +130,9 @@ def keeper(
         uvloop.run(main())
     except ImportError:  # pragma: no cover
         asyncio.run(main())
+    except OSError as exc:  # a port in use, an unwritable data dir
+        typer.echo(f"error: cannot start keeper {cfg.my_id}: {exc}", err=True)
+        status = 1
     finally:
         if profiler is not None and profile:
             profiler.disable()

@@ -19,6 +19,7 @@ from paddock.cli import (
     up_cmd,
     zk_cmd,
 )
+from paddock.config_file import daemon_command
 
 app = typer.Typer(
     help="paddock: a highly available cluster manager.",
@@ -28,16 +29,32 @@ app = typer.Typer(
 app.add_typer(sim_cmd.app, name="sim", help="Deterministic simulation of paddock's cores.")
 app.add_typer(chaos_cmd.app, name="chaos", help="The chaos lab: hosts, faults, checked histories.")
 app.add_typer(consensus_cmd.app, name="consensus", help="Run and inspect consensus nodes.")
-app.command("keeper", help="Run a keeper server (ZooKeeper-compatible).")(keeper_cmd.keeper)
-app.command("agent", help="Run an agent that runs tasks for the masters.")(agent_cmd.agent)
-app.command("master", help="Run a master (Mesos-compatible, HA via ZooKeeper).")(master_cmd.master)
-app.command("marathon", help="Run marathon (keeps apps running; HA via ZooKeeper).")(
-    marathon_cmd.marathon
-)
+# The daemons and `up` also take their options from PADDOCK_<CMD>_<FLAG> variables and
+# the [<cmd>] table of --config FILE.toml (paddock.config_file).
+app.command(
+    "keeper",
+    cls=daemon_command("keeper", toml_suffix_only=True),
+    help="Run a keeper server (ZooKeeper-compatible).",
+)(keeper_cmd.keeper)
+app.command(
+    "agent", cls=daemon_command("agent"), help="Run an agent that runs tasks for the masters."
+)(agent_cmd.agent)
+app.command(
+    "master",
+    cls=daemon_command("master"),
+    help="Run a master (Mesos-compatible, HA via ZooKeeper).",
+)(master_cmd.master)
+app.command(
+    "marathon",
+    cls=daemon_command("marathon"),
+    help="Run marathon (keeps apps running; HA via ZooKeeper).",
+)(marathon_cmd.marathon)
 
-app.command("up", help="Start a whole local cluster (keepers, masters, agents, marathons).")(
-    up_cmd.up
-)
+app.command(
+    "up",
+    cls=daemon_command("up"),
+    help="Start a whole local cluster (keepers, masters, agents, marathons).",
+)(up_cmd.up)
 app.command("down", help="Stop the cluster started by `paddock up --detach`.")(up_cmd.down)
 app.command("supervise", hidden=True)(up_cmd.supervise)
 app.command("status", help="Keeper and master quorum, leaders, agents, frameworks.")(

@@ -6,6 +6,7 @@ import asyncio
 
 import typer
 
+from paddock.config_file import ConfigOption
 from paddock.logsetup import setup_logging
 
 
@@ -39,6 +40,7 @@ def marathon(
     max_running_deployments: int = typer.Option(100, "--max-running-deployments"),
     log_format: str = typer.Option("text", "--log-format", help="text or json."),
     log_level: str = typer.Option("INFO", "--log-level"),
+    config: ConfigOption = None,  # read (as defaults for the options) before this runs
 ) -> None:
     """Run marathon: the v2 REST API, deployments and health checks, scheduling apps on a
     Mesos-compatible master; all state in ZooKeeper/keeper; one instance leads."""

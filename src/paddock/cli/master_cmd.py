@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from paddock.config_file import ConfigOption
 from paddock.logsetup import setup_logging
 
 
@@ -47,6 +48,7 @@ def master(
     ),
     log_format: str = typer.Option("text", "--log-format", help="text or json."),
     log_level: str = typer.Option("INFO", "--log-level"),
+    config: ConfigOption = None,  # read (as defaults for the options) before this runs
 ) -> None:
     """Run a master: leader election through ZooKeeper, a registry replicated among the
     masters, fair resource offers to frameworks (Mesos v1 scheduler HTTP API)."""

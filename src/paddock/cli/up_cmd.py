@@ -45,6 +45,7 @@ from paddock.cli.supervisor import (
     paddock_argv,
     pid_alive,
 )
+from paddock.config_file import ConfigOption
 
 EXAMPLE_APP = Path(__file__).resolve().parents[3] / "examples" / "hello-app.json"
 
@@ -185,6 +186,7 @@ def up(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for health.")
     ] = 180.0,
+    config: ConfigOption = None,  # its [up] table was read (as defaults) before this runs
 ) -> None:
     """Start a whole local cluster (or resume the one in --work-dir)."""
     _up(work_dir, keepers, masters, agents, marathons, zk, detach, example, restart, timeout)

@@ -85,6 +85,9 @@ class KeeperConfig:
     snapshot_every: int = 50_000
     #: Raft tick in seconds; default derived from tickTime (see ``raft_tick``).
     raft_tick_s: float | None = None
+    #: Prometheus ``/metrics`` listener (zoo.cfg ``metricsProvider.httpPort``); 0: none.
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
     #: Where the parsed settings came from (for ``conf`` and error messages).
     source: str = "command line"
 
@@ -116,6 +119,8 @@ class KeeperConfig:
             raise ConfigError(f"tickTime must be positive, not {self.tick_ms}")
         if not 0 <= self.client_port <= 65535:
             raise ConfigError(f"clientPort {self.client_port} is not a port number")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics port {self.metrics_port} is not a port number")
         if self.max_client_cnxns < 0:
             raise ConfigError("maxClientCnxns must be >= 0 (0 = unlimited)")
         if self.jute_max_buffer <= 0:
@@ -161,8 +166,6 @@ _IGNORED = frozenset(
         "authProvider.2",
         "authProvider.3",
         "metricsProvider.className",
-        "metricsProvider.httpPort",
-        "metricsProvider.httpHost",
         "metricsProvider.exportJvmInfo",
         "localSessionsEnabled",
         "localSessionsUpgradingEnabled",
@@ -305,6 +308,10 @@ def parse_zoo_cfg(text: str, source: str = "zoo.cfg") -> KeeperConfig:
             cfg.snapshot_every = _int(key, value, where)
             if cfg.snapshot_every < 1:
                 raise ConfigError(f"{where}: snapCount must be positive")
+        elif key == "metricsProvider.httpPort":
+            cfg.metrics_port = _port(key, value, where)
+        elif key == "metricsProvider.httpHost":
+            cfg.metrics_host = value
         elif key == "myid":
             cfg.my_id = _int(key, value, where)
         elif key.startswith("server."):

@@ -547,12 +547,19 @@ async def serve(cfg: KeeperConfig, stop: asyncio.Event) -> int:
     os.makedirs(cfg.data_dir, exist_ok=True)
     server = KeeperServer(cfg)
     await server.start()
+    metrics = None
     try:
+        if cfg.metrics_port:
+            from paddock.keeper.metrics_http import start_metrics_server
+
+            metrics = await start_metrics_server(cfg.metrics_host, cfg.metrics_port, server.report)
         stopping = asyncio.ensure_future(stop.wait())
         failing = asyncio.ensure_future(server.fatal.wait())
         await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
         for f in (stopping, failing):
             f.cancel()
     finally:
+        if metrics is not None:
+            metrics.close()
         await server.stop()
     return 1 if server.fatal.is_set() else 0
