@@ -7,6 +7,7 @@ import signal
 
 import typer
 
+from paddock.config_file import ConfigOption
 from paddock.logsetup import setup_logging
 
 
@@ -59,6 +60,7 @@ def agent(
     no_cgroups: bool = typer.Option(False, "--no-cgroups", help="Do not use cgroups."),
     log_format: str = typer.Option("text", "--log-format", help="text or json."),
     log_level: str = typer.Option("INFO", "--log-level"),
+    config_file: ConfigOption = None,  # --config: read (as defaults) before this runs
 ) -> None:
     """Run an agent: register with the leading master, run tasks, report their status."""
     from paddock.agent.config import (
