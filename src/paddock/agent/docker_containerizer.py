@@ -1,17 +1,504 @@
-"""Placeholder: until this runner exists, such tasks run as plain processes (the old
-behaviour), so nothing that worked before breaks."""
+"""DOCKER tasks: run a TaskInfo's container through the Docker Engine API.
+
+``--containerizers docker,mesos`` turns it on; ``--docker-socket`` names the engine
+(Docker, or podman's Docker-compatible ``podman system service``).  A task's life:
+``TASK_STARTING`` -> image pulled (when missing, or always with ``force_pull_image``)
+-> container created (named ``paddock-<agent id>-<task id>``, labelled with the agent,
+framework, task and run, see :mod:`paddock.agent.docker_spec`) and its id checkpointed
+-> started -> ``TASK_RUNNING`` -> its stdout/stderr copied into the sandbox while it
+runs -> exit -> ``TASK_FINISHED`` (status 0) / ``TASK_FAILED`` (other status;
+``REASON_CONTAINER_LIMITATION_MEMORY`` when the engine says it was OOM-killed) /
+``TASK_KILLED`` -> container removed.  A kill stops the container with the task's grace
+period (SIGTERM, then SIGKILL).  Every failure ends the task with a terminal update
+naming why; the runner never raises.
+
+The docker SDK blocks: every call runs in a thread of its own (:func:`blocking`), so the
+event loop never waits on the engine and long calls (``wait``, following logs) never
+starve the default executor.  After an agent crash, :mod:`paddock.agent.docker_recovery`
+reattaches the containers (or removes them) with the same :class:`DockerContainer`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from paddock.agent.docker_spec import ContainerSpec, SpecError, container_spec
+from paddock.agent.healthcheck import HealthCheck, HealthChecker, parse_health_check
+from paddock.agent.tasks import task_environment
 
 if TYPE_CHECKING:
+    import docker
+
     from paddock.agent.daemon import Agent, Task
 
-__all__ = ["run_docker_task"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DockerContainer",
+    "DockerUnavailable",
+    "blocking",
+    "container_of",
+    "docker_client",
+    "follow_container",
+    "guard_runner",
+    "health_check_for",
+    "run_docker_task",
+]
+
+T = TypeVar("T")
+
+#: Engine API calls other than the long ones (wait, logs) give up after this long.
+API_TIMEOUT = 120.0
+LAUNCH_FAILED = "REASON_CONTAINER_LAUNCH_FAILED"
+
+
+class DockerUnavailable(RuntimeError):
+    """The Docker Engine API cannot be reached (or the docker package is missing)."""
+
+
+async def blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking call in a thread of its own and await its result.
+
+    A fresh daemon thread per call (not the loop's default executor): ``wait`` and log
+    following block for a container's whole life, and a few dozen of them would
+    otherwise starve every ``asyncio.to_thread`` in the agent."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if fut.done():
+            return
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+    def run() -> None:
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(settle, False, exc)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, True, result)
+
+    threading.Thread(
+        target=run, name=f"docker-{getattr(fn, '__name__', 'call')}", daemon=True
+    ).start()
+    return await fut
+
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def docker_client(base_url: str) -> docker.APIClient:
+    """The (shared, thread-safe) low-level client for ``base_url``; pings it when new."""
+    with _clients_lock:
+        client = _clients.get(base_url)
+        if client is not None:
+            return client
+    try:
+        import docker
+    except ImportError as exc:  # pragma: no cover - a dependency of paddock
+        raise DockerUnavailable(f"the docker package is not installed: {exc}") from None
+    try:
+        client = docker.APIClient(
+            base_url=base_url, version="1.41", timeout=int(API_TIMEOUT), max_pool_size=64
+        )
+        client.ping()
+    except Exception as exc:
+        raise DockerUnavailable(
+            f"cannot reach the Docker Engine API at {base_url}: {exc}"
+        ) from None
+    with _clients_lock:
+        return _clients.setdefault(base_url, client)
+
+
+def forget_client(base_url: str) -> None:
+    """Drop a cached client (its engine went away); the next call connects anew."""
+    with _clients_lock:
+        client = _clients.pop(base_url, None)
+    if client is not None:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+def _error_text(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    if explanation:
+        return str(explanation).strip()
+    return str(exc).strip() or type(exc).__name__
+
+
+@dataclasses.dataclass
+class DockerContainer:
+    """A task's container: kill it, wait for it, copy its logs, remove it.
+
+    Stands in ``task.process`` (``process`` is truthy, ``kill(grace)`` is a coroutine),
+    so the agent's kill path works unchanged."""
+
+    client: Any
+    container_id: str
+    name: str
+    sandbox: Path
+    kill_requested: bool = False
+    oom_killed: bool = False
+    returncode: int | None = None
+    _exited: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    _log_threads: list[threading.Thread] = dataclasses.field(default_factory=list)
+
+    @property
+    def process(self) -> str:
+        return self.container_id  # "there is something to kill" for Agent.kill_task
+
+    async def start(self) -> None:
+        await blocking(self.client.start, self.container_id)
+
+    def follow_logs(self, since: float | None = None) -> None:
+        """Copy stdout and stderr into the sandbox's files until the container ends."""
+        for stream in ("stdout", "stderr"):
+            t = threading.Thread(
+                target=self._copy_log,
+                args=(stream, since),
+                name=f"docker-logs-{self.name}-{stream}",
+                daemon=True,
+            )
+            t.start()
+            self._log_threads.append(t)
+
+    def _copy_log(self, stream: str, since: float | None) -> None:
+        try:
+            kwargs: dict[str, Any] = {
+                "stdout": stream == "stdout",
+                "stderr": stream == "stderr",
+                "stream": True,
+                "follow": True,
+            }
+            if since is not None:
+                kwargs["since"] = since
+            chunks = self.client.logs(self.container_id, **kwargs)
+            with open(self.sandbox / stream, "ab", buffering=0) as out:
+                for chunk in chunks:
+                    out.write(chunk)
+        except Exception as exc:  # the container went away mid-copy: nothing more to copy
+            log.debug("container %s: %s copy ended: %s", self.name, stream, exc)
+
+    async def logs_done(self, timeout: float = 5.0) -> None:
+        """Give the log copies a moment to drain after the container ended."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for t in self._log_threads:
+            left = deadline - loop.time()
+            if left > 0:
+                await blocking(t.join, left)
+
+    async def wait(self) -> int:
+        """The container's exit status (and whether the engine saw it OOM-killed)."""
+        try:
+            result = await blocking(self.client.wait, self.container_id, timeout=None)
+            code = int(result.get("StatusCode", -1))
+        except Exception as exc:
+            log.warning("container %s: wait failed: %s; inspecting", self.name, exc)
+            code = -1
+        try:
+            state = (await blocking(self.client.inspect_container, self.container_id))["State"]
+            self.oom_killed = bool(state.get("OOMKilled"))
+            if code == -1 and isinstance(state.get("ExitCode"), int):
+                code = state["ExitCode"]
+        except Exception as exc:
+            log.warning("container %s: inspect after exit failed: %s", self.name, exc)
+        self.returncode = code
+        self._exited.set()
+        return code
+
+    async def kill(self, grace: float) -> None:
+        """Stop: SIGTERM, ``grace`` seconds (rounded up; the API takes whole seconds),
+        then SIGKILL."""
+        self.kill_requested = True
+        if self._exited.is_set():
+            return
+        try:
+            await blocking(self.client.stop, self.container_id, timeout=math.ceil(max(grace, 0)))
+        except Exception as exc:
+            log.warning("container %s: stop failed: %s; killing it", self.name, exc)
+            with contextlib.suppress(Exception):
+                await blocking(self.client.kill, self.container_id)
+
+    async def remove(self) -> None:
+        try:
+            await blocking(self.client.remove_container, self.container_id, v=True, force=True)
+        except Exception as exc:
+            log.warning("container %s: remove failed: %s", self.name, exc)
+
+
+def container_of(task: Task) -> DockerContainer | None:
+    """The task's container handle, if it runs (or ran) as a container."""
+    handle: object = task.process
+    return handle if isinstance(handle, DockerContainer) else None
 
 
 async def run_docker_task(agent: Agent, task: Task) -> None:
-    from paddock.agent.launcher import run_task_process
+    """The task's whole life on this agent; never raises (a bug ends the task FAILED)."""
+    await guard_runner(agent, task, _run(agent, task))
 
-    await run_task_process(agent, task)
+
+async def guard_runner(agent: Agent, task: Task, body: Coroutine[Any, Any, None]) -> None:
+    """Run ``body``; an unexpected error ends the task FAILED; the ended task's container
+    is removed."""
+    try:
+        await body
+    except Exception as exc:
+        log.exception("task %s: docker runner failed", task.task_id)
+        if not task.terminal:
+            agent.report_status(
+                task,
+                "TASK_FAILED",
+                source="SOURCE_AGENT",
+                reason="REASON_EXECUTOR_TERMINATED",
+                message=f"agent error while running the container: {exc}",
+            )
+    finally:
+        handle = container_of(task)
+        if handle is not None and task.terminal:
+            await handle.remove()
+
+
+def _fail(agent: Agent, task: Task, message: str, reason: str = LAUNCH_FAILED) -> None:
+    agent.report_status(task, "TASK_FAILED", source="SOURCE_AGENT", reason=reason, message=message)
+
+
+async def _ensure_image(client: Any, image: str, force: bool) -> None:
+    """Pull ``image`` unless the engine has it (always with ``force``); raises
+    RuntimeError naming the image and the engine's error."""
+    if not force:
+        try:
+            await blocking(client.inspect_image, image)
+            return
+        except Exception as exc:
+            if getattr(exc, "status_code", None) != 404 and "No such image" not in str(exc):
+                raise RuntimeError(f"cannot inspect image {image}: {_error_text(exc)}") from None
+    repo, tag = _split_image(image)
+
+    def pull() -> None:
+        for event in client.pull(repo, tag=tag, stream=True, decode=True):
+            if isinstance(event, dict) and event.get("error"):
+                raise RuntimeError(str(event["error"]).strip())
+
+    try:
+        await blocking(pull)
+    except Exception as exc:
+        raise RuntimeError(f"Failed to pull image {image}: {_error_text(exc)}") from None
+
+
+def _split_image(image: str) -> tuple[str, str | None]:
+    """``repo[:tag][@digest]`` -> (repo, tag); a ``:`` in the registry host is not a tag."""
+    if "@" in image:
+        return image, None
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon + 1 :]
+    return image, "latest"
+
+
+async def _create(client: Any, spec: ContainerSpec) -> str:
+    """Create the container; a leftover of the same name (an earlier run's) is removed."""
+
+    def create() -> str:
+        host_config = client.create_host_config(**spec.host_config_kwargs())
+        result = client.create_container(host_config=host_config, **spec.create_kwargs())
+        return str(result["Id"])
+
+    try:
+        return await blocking(create)
+    except Exception as exc:
+        if getattr(exc, "status_code", None) != 409:
+            raise
+    log.warning("removing a leftover container named %s", spec.name)
+    await blocking(client.remove_container, spec.name, v=True, force=True)
+    return await blocking(create)
+
+
+def health_check_for(task: Task, spec: ContainerSpec | None) -> HealthCheck | None:
+    """The task's health check; an HTTP/TCP port that is a bridged container port is
+    checked through its host port (the agent checks from the host)."""
+    health = parse_health_check(task.info.get("health_check"))
+    if (
+        health is not None
+        and spec is not None
+        and health.port in spec.host_port_for
+        and health.port not in spec.port_bindings.values()
+    ):
+        health = dataclasses.replace(health, port=spec.host_port_for[health.port])
+    return health
+
+
+async def _watch_health(
+    agent: Agent, task: Task, health: HealthCheck, env: dict[str, str], unhealthy: list[str]
+) -> None:
+    def changed(ok: bool, detail: str) -> None:
+        if not task.kill_requested:
+            agent.report_status(
+                task,
+                "TASK_RUNNING",
+                reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
+                message=detail,
+                healthy=ok,
+            )
+
+    def failed(detail: str) -> None:
+        log.warning("task %s is unhealthy: %s; killing it", task.task_id, detail)
+        unhealthy.append(detail)
+        agent.kill_task(task)
+
+    await HealthChecker(health, env, task.sandbox, changed, failed).run()
+
+
+async def _run(agent: Agent, task: Task) -> None:
+    if task.kill_requested:
+        agent.report_status(task, "TASK_KILLED", message="Killed before it was launched")
+        return
+    if "docker" not in agent.config.containerizers:
+        _fail(
+            agent,
+            task,
+            "This agent does not run Docker containers (--containerizers="
+            + ",".join(agent.config.containerizers)
+            + "); start it with --containerizers=docker,mesos",
+        )
+        return
+    agent.report_status(task, "TASK_STARTING")
+    env = task_environment(
+        task_info=task.info,
+        framework_id=task.framework_id,
+        agent_id=agent.agent_id or "",
+        sandbox=task.sandbox,
+        agent_endpoint=agent.endpoint,
+        hostname=agent.config.hostname,
+        base={},
+    )
+    try:
+        spec = container_spec(
+            info=task.info,
+            agent_id=agent.agent_id or "",
+            framework_id=task.framework_id,
+            run_id=task.run_id,
+            sandbox=task.sandbox,
+            work_dir=agent.config.work_dir,
+            environment=env,
+        )
+        health = health_check_for(task, spec)
+    except (SpecError, ValueError) as exc:
+        agent.report_status(
+            task,
+            "TASK_ERROR",
+            source="SOURCE_AGENT",
+            reason="REASON_TASK_INVALID",
+            message=str(exc),
+        )
+        return
+    task.sandbox.mkdir(parents=True, exist_ok=True)
+    for name in ("stdout", "stderr"):
+        (task.sandbox / name).touch()
+    try:
+        client = await blocking(docker_client, agent.config.docker_socket)
+    except DockerUnavailable as exc:
+        _fail(agent, task, str(exc))
+        return
+    try:
+        await _ensure_image(client, spec.image, spec.force_pull)
+    except RuntimeError as exc:
+        _fail(agent, task, str(exc))
+        return
+    if task.kill_requested:
+        agent.report_status(task, "TASK_KILLED", message="Killed while pulling the image")
+        return
+    try:
+        container_id = await _create(client, spec)
+    except Exception as exc:
+        _fail(agent, task, f"Failed to create container for image {spec.image}: {_error_text(exc)}")
+        return
+    handle = DockerContainer(client, container_id, spec.name, task.sandbox)
+    task.process = handle  # type: ignore[assignment]  # duck-typed: process + kill(grace)
+    agent.checkpoint_task(task, container_id=container_id, container_name=spec.name)
+    if task.kill_requested:
+        agent.report_status(task, "TASK_KILLED", message="Killed before the container started")
+        return
+    try:
+        await handle.start()
+    except Exception as exc:
+        _fail(agent, task, f"Failed to start container {spec.name}: {_error_text(exc)}")
+        return
+    handle.follow_logs()
+    await follow_container(agent, task, handle, health, env, report_running=True)
+
+
+async def follow_container(
+    agent: Agent,
+    task: Task,
+    handle: DockerContainer,
+    health: HealthCheck | None,
+    env: dict[str, str],
+    *,
+    report_running: bool,
+    running_message: str | None = None,
+) -> None:
+    """From a started container to its terminal update (also used after reattaching)."""
+    checker: asyncio.Task[None] | None = None
+    unhealthy: list[str] = []
+    if task.kill_requested:
+        agent.background(handle.kill(task.kill_grace or 0))
+    else:
+        if report_running:
+            agent.report_status(task, "TASK_RUNNING", message=running_message)
+        if health is not None:
+            check_env = {**env, **_host_env()}
+            checker = asyncio.create_task(_watch_health(agent, task, health, check_env, unhealthy))
+    try:
+        code = await handle.wait()
+    finally:
+        if checker is not None:
+            checker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checker
+    await handle.logs_done()
+    if unhealthy:
+        agent.report_status(
+            task,
+            "TASK_KILLED",
+            reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
+            message=f"Task killed after {unhealthy[0]}",
+            healthy=False,
+        )
+    elif handle.oom_killed:
+        _fail(
+            agent,
+            task,
+            "Memory limit exceeded: the container was killed by the OOM killer",
+            "REASON_CONTAINER_LIMITATION_MEMORY",
+        )
+    elif handle.kill_requested:
+        agent.report_status(
+            task, "TASK_KILLED", message=f"Container stopped by a kill (status {code})"
+        )
+    elif code == 0:
+        agent.report_status(task, "TASK_FINISHED", message="Container exited with status 0")
+    else:
+        agent.report_status(task, "TASK_FAILED", message=f"Container exited with status {code}")
+
+
+def _host_env() -> dict[str, str]:
+    """PATH and friends for COMMAND health checks, which run on the host."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME", "TMPDIR")}
