@@ -9,6 +9,10 @@ Modules, outside in:
 * ``master_link`` speaks ``docs/agent-protocol.md``: REGISTER stream, events in, calls out;
 * ``daemon`` is the agent's state and behaviour (tasks, frameworks, events); ``wire``
   builds what it tells the master (AgentInfo, Task, REGISTER);
+* ``containerizers`` picks a task's runner: ``launcher`` (a process), ``custom_executor``
+  or ``docker_containerizer`` (DOCKER containers through the Docker Engine API,
+  ``docker_spec`` translating the TaskInfo, ``docker_recovery`` reattaching after a
+  restart and removing orphan containers);
 * ``launcher`` is one task's life (fetch, launch, health checks, report); ``tasks`` runs
   one command as a process group in its sandbox; ``cgroups`` limits it;
   ``fetcher`` brings ``command.uris`` into the sandbox first; ``healthcheck`` checks it;
