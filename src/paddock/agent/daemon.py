@@ -29,6 +29,7 @@ from typing import Any
 from paddock.agent.cgroups import CgroupManager
 from paddock.agent.checkpoint import CheckpointStore, validate_id
 from paddock.agent.config import AgentConfig
+from paddock.agent.custom_executor import ExecutorManager, executor_id_of
 from paddock.agent.gc import SandboxGC
 from paddock.agent.status_updates import (
     TERMINAL_STATES,
@@ -72,6 +73,12 @@ class Task:
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
 
+    @property
+    def executor_id(self) -> str:
+        """The ExecutorInfo's id for a custom executor's task; else the task id (Mesos's
+        command executor is named after its task)."""
+        return executor_id_of(self.info) or self.task_id
+
 
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
@@ -110,6 +117,8 @@ class Agent:
             "pings": 0,
         }
         self._background: set[asyncio.Task[Any]] = set()
+        #: Custom executors (``POST /api/v1/executor``), see ``custom_executor``.
+        self.executors = ExecutorManager(self)
 
     def _sandbox_is_live(self, sandbox: Path) -> bool:
         return any(t.sandbox == sandbox for t in self.tasks.values())
@@ -157,7 +166,7 @@ class Agent:
             "timestamp": time.time(),
             "uuid": new_uuid(),
             "agent_id": {"value": self.agent_id or ""},
-            "executor_id": {"value": task.task_id},
+            "executor_id": {"value": task.executor_id},
         }
         if reason:
             status["reason"] = reason
@@ -165,6 +174,13 @@ class Agent:
             status["message"] = message
         if healthy is not None:
             status["healthy"] = healthy
+        self.record_status(task, status)
+        return status
+
+    def record_status(self, task: Task, status: dict[str, Any]) -> None:
+        """Put a complete TaskStatus (with its uuid) into the task's reliable stream."""
+        state = status["state"]
+        message = status.get("message")
         task.state = state
         task.statuses.append(status)
         counter = {
@@ -180,7 +196,6 @@ class Agent:
         for s in self.updates.update(task.key, status, self.now()):
             self._send_update(task.framework_id, s)
         self.wake_retries()
-        return status
 
     def _send_update(self, framework_id: str, status: dict[str, Any]) -> None:
         self.send_call(
@@ -361,6 +376,9 @@ class Agent:
         first = not task.kill_requested
         task.kill_requested = True
         task.kill_grace = self.grace_for(task) if grace is None else grace
+        if self.executors.owns(task):
+            self.executors.kill(task, task.kill_grace)
+            return
         if task.process is not None and task.process.process is not None:
             if first and task.state == "TASK_RUNNING" and self._wants_killing_state(task):
                 self.report_status(task, "TASK_KILLING", message="Killing the task")
@@ -399,6 +417,8 @@ class Agent:
         if not valid:
             log.info("ignoring acknowledgement %s for task %s (not the head)", uuid, task_id)
             return
+        if key in self.tasks:
+            self.executors.acknowledged(self.tasks[key], uuid)
         for status in to_send:
             self._send_update(fw_id, status)
         self.wake_retries()
@@ -412,8 +432,9 @@ class Agent:
 
     def shutdown_framework(self, fw_id: str) -> None:
         log.info("shutting down framework %s", fw_id)
+        self.executors.shutdown_framework(fw_id)
         for task in list(self.tasks.values()):
-            if task.framework_id == fw_id:
+            if task.framework_id == fw_id and not self.executors.owns(task):
                 self.kill_task(task)
 
     def reconcile(self, wanted: list[Any]) -> None:
@@ -455,13 +476,19 @@ class Agent:
     async def kill_all(self, timeout: float = 10.0) -> None:
         """Kill every live task and wait (bounded) for their runners to report the end."""
         runners = []
+        executors = asyncio.ensure_future(self.executors.shutdown_all(timeout))
         for task in self.tasks.values():
+            if self.executors.owns(task):
+                if task.runner is not None and not task.runner.done():
+                    runners.append(task.runner)
+                continue
             if not task.terminal:
                 self.kill_task(task)
             if task.runner is not None and not task.runner.done():
                 runners.append(task.runner)
         if runners:
             await asyncio.wait(runners, timeout=timeout)
+        await executors
 
     def forget_identity(self) -> None:
         """After UNREGISTER: the next start registers as a new agent."""

@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 
 from paddock import __version__
 from paddock.agent.daemon import Agent
+from paddock.agent.executor_api import executor_call
 from paddock.agent.files import Attached, FileAccessError, SandboxFiles
 from paddock.agent.views import MESOS_COMPAT_VERSION, metrics_snapshot, state_json
 from paddock.agent.wire import agent_info, task_json
@@ -95,6 +96,11 @@ def make_app(agent: Agent) -> FastAPI:
         except FileAccessError as exc:
             return _error(exc)
         return FileResponse(target, filename=target.name)
+
+    @app.post("/api/v1/executor", response_model=None)
+    @app.post("/slave(1)/api/v1/executor", response_model=None)
+    async def executor_api(request: Request) -> Response:
+        return await executor_call(agent, request)
 
     @app.post("/api/v1", response_model=None)
     @app.post("/api/v1/operator", response_model=None)

@@ -1,0 +1,431 @@
+"""The v1 executor HTTP API (``POST /api/v1/executor``) of a real agent.
+
+The agent runs against the in-test master stand-in and starts real executor processes;
+the executor side of the protocol is spoken by the test itself with httpx (the process
+the agent starts only records its environment and waits), so every event can be
+checked as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from paddock.recordio import RecordIODecoder
+
+from .test_agent_integration import FW, run_task, running_agent
+
+pytestmark = pytest.mark.timeout(60)
+
+# The agent-started process: record the environment, then wait to be killed.
+WAIT_CMD = "env > env.txt; exec sleep 60"
+
+
+def executor_task(task_id: str, executor_id: str = "ex-1", cmd: str = WAIT_CMD, **ex) -> dict:
+    event = run_task(task_id, "unused")
+    info = event["run_task"]["task"]
+    del info["command"]
+    info["executor"] = {
+        "executor_id": {"value": executor_id},
+        "name": "test executor",
+        "command": {
+            "value": cmd,
+            "environment": {"variables": [{"name": "EXTRA_VAR", "value": "extra"}]},
+        },
+        **ex,
+    }
+    return event
+
+
+def new_uuid() -> str:
+    return base64.b64encode(uuid.uuid4().bytes).decode()
+
+
+class ExecutorSide:
+    """The executor side of the API: a SUBSCRIBE stream read in the background."""
+
+    def __init__(self, endpoint: str, framework_id: str, executor_id: str) -> None:
+        self.url = f"http://{endpoint}/api/v1/executor"
+        self.ids = {"framework_id": {"value": framework_id}, "executor_id": {"value": executor_id}}
+        self.client = httpx.AsyncClient(timeout=10)
+        self.events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def subscribe(self, **subscribe: Any) -> None:
+        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def read() -> None:
+            call = {"type": "SUBSCRIBE", **self.ids, "subscribe": subscribe}
+            try:
+                async with self.client.stream(
+                    "POST", self.url, json=call, headers={"Accept": "application/json"}
+                ) as resp:
+                    ready.set_result(resp.status_code)
+                    assert resp.headers["content-type"].startswith("application/json")
+                    decoder = RecordIODecoder()
+                    async for chunk in resp.aiter_bytes():
+                        for record in decoder.feed(chunk):
+                            self.events.put_nowait(json.loads(record))
+            except httpx.HTTPError:
+                pass
+            finally:
+                if not ready.done():
+                    ready.set_result(0)
+                self.events.put_nowait(None)
+
+        self._reader = asyncio.create_task(read())
+        assert await ready == 200
+
+    async def next_event(self, timeout: float = 10.0, skip_heartbeats: bool = True) -> Any:
+        while True:
+            event = await asyncio.wait_for(self.events.get(), timeout)
+            if not (skip_heartbeats and event and event.get("type") == "HEARTBEAT"):
+                return event
+
+    async def update(self, task_id: str, state: str, **extra: Any) -> tuple[httpx.Response, str]:
+        status = {"task_id": {"value": task_id}, "state": state, "uuid": new_uuid(), **extra}
+        call = {"type": "UPDATE", **self.ids, "update": {"status": status}}
+        return await self.client.post(self.url, json=call), status["uuid"]
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.client.aclose()
+
+
+async def executor_env(server, executor_id: str = "ex-1", timeout: float = 15.0) -> dict[str, str]:
+    """The environment the agent gave the executor process (from its env.txt)."""
+    manager = server.agent.executors
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        run = manager.lookup(FW, executor_id)
+        if run is not None and (run.sandbox / "env.txt").is_file():
+            text = (run.sandbox / "env.txt").read_text()
+            if text.endswith("\n"):
+                return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        assert loop.time() < deadline, "the executor process did not start"
+        await asyncio.sleep(0.05)
+
+
+async def test_launch_subscribe_update_acknowledge_kill_shutdown(tmp_path, fake_master):
+    async with running_agent(tmp_path, fake_master) as server:
+        await fake_master.wait_for(lambda m: server.agent.registered)
+        fake_master.send(executor_task("t1", shutdown_grace_period={"nanoseconds": 500_000_000}))
+        env = await executor_env(server)
+        run = server.agent.executors.lookup(FW, "ex-1")
+        assert env["MESOS_FRAMEWORK_ID"] == FW
+        assert env["MESOS_EXECUTOR_ID"] == "ex-1"
+        assert env["MESOS_AGENT_ENDPOINT"] == f"127.0.0.1:{server.config.port}"
+        assert env["MESOS_DIRECTORY"] == env["MESOS_SANDBOX"] == str(run.sandbox)
+        assert env["MESOS_CHECKPOINT"] == "0"
+        assert env["MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"] == "500ms"
+        assert env["MESOS_HTTP_COMMAND_EXECUTOR"] == "0"
+        assert env["EXTRA_VAR"] == "extra"
+        assert "MESOS_TASK_ID" not in env
+        assert run.sandbox.parts[-4:-1] == ("executors", "ex-1", "runs")
+        assert (run.sandbox / "stdout").exists() and (run.sandbox / "stderr").exists()
+        # Nothing is reported before the executor does.
+        assert server.agent.tasks[(FW, "t1")].state == "TASK_STAGING"
+        assert fake_master.updates("t1") == []
+
+        ex = ExecutorSide(env["MESOS_AGENT_ENDPOINT"], FW, "ex-1")
+        try:
+            await ex.subscribe()
+            subscribed = await ex.next_event()
+            assert subscribed["type"] == "SUBSCRIBED"
+            body = subscribed["subscribed"]
+            assert body["executor_info"]["executor_id"] == {"value": "ex-1"}
+            assert body["executor_info"]["framework_id"] == {"value": FW}
+            assert body["framework_info"]["id"] == {"value": FW}
+            assert body["agent_info"]["id"] == {"value": "agent-1"}
+            assert body["container_id"]["value"] == run.run_id
+            launch = await ex.next_event()
+            assert launch["type"] == "LAUNCH"
+            assert launch["launch"]["task"]["task_id"] == {"value": "t1"}
+
+            # A second task for the same executor is sent to it, not started anew.
+            fake_master.send(executor_task("t2"))
+            launch2 = await ex.next_event()
+            assert launch2["launch"]["task"]["task_id"] == {"value": "t2"}
+            assert len(list(run.sandbox.parent.iterdir())) == 1
+
+            resp, running_uuid = await ex.update("t1", "TASK_RUNNING", message="up")
+            assert resp.status_code == 202, resp.text
+            running = await fake_master.wait_update("t1", "TASK_RUNNING")
+            assert running["uuid"] == running_uuid
+            assert running["executor_id"] == {"value": "ex-1"}
+            assert running["source"] == "SOURCE_EXECUTOR"
+            assert running["agent_id"] == {"value": "agent-1"}
+            assert running["message"] == "up"
+            fake_master.ack(FW, running)
+            acked = await ex.next_event()
+            assert acked == {
+                "type": "ACKNOWLEDGED",
+                "acknowledged": {"task_id": {"value": "t1"}, "uuid": running_uuid},
+            }
+            # A resent (duplicate) update is accepted and acknowledged again, not re-sent.
+            resp = await ex.client.post(
+                ex.url,
+                json={"type": "UPDATE", **ex.ids, "update": {"status": running}},
+            )
+            assert resp.status_code == 202
+            assert (await ex.next_event())["type"] == "ACKNOWLEDGED"
+            assert len(fake_master.updates("t1")) == 1
+
+            resp, finished_uuid = await ex.update("t1", "TASK_FINISHED")
+            assert resp.status_code == 202
+            finished = await fake_master.wait_update("t1", "TASK_FINISHED")
+            fake_master.ack(FW, finished)
+            acked = await ex.next_event()
+            assert acked["acknowledged"]["uuid"] == finished_uuid
+            await fake_master.wait_for(lambda m: (FW, "t1") not in server.agent.tasks)
+
+            # KILL from the framework reaches the executor, which ends the task.
+            fake_master.auto_ack = True
+            fake_master.send(
+                {
+                    "type": "KILL_TASK",
+                    "kill_task": {"framework_id": {"value": FW}, "task_id": {"value": "t2"}},
+                }
+            )
+            kill = await ex.next_event()
+            assert kill["type"] == "KILL"
+            assert kill["kill"]["task_id"] == {"value": "t2"}
+            assert kill["kill"]["kill_policy"]["grace_period"]["nanoseconds"] == 1_000_000_000
+            resp, _ = await ex.update("t2", "TASK_KILLED")
+            assert resp.status_code == 202
+            await fake_master.wait_update("t2", "TASK_KILLED")
+            assert (await ex.next_event())["type"] == "ACKNOWLEDGED"
+
+            # Framework shutdown: SHUTDOWN, then the process group is killed after the
+            # executor's shutdown grace period (it does not exit on its own here).
+            fake_master.send(
+                {
+                    "type": "SHUTDOWN_FRAMEWORK",
+                    "shutdown_framework": {"framework_id": {"value": FW}},
+                }
+            )
+            assert (await ex.next_event())["type"] == "SHUTDOWN"
+            assert await ex.next_event() is None  # the stream ends with the process
+            await asyncio.wait_for(run.exited.wait(), 10)
+            assert server.agent.executors.lookup(FW, "ex-1") is None
+        finally:
+            await ex.close()
+
+
+async def test_bad_calls_get_clear_errors_and_the_agent_stays_up(tmp_path, fake_master):
+    async with running_agent(tmp_path, fake_master) as server:
+        await fake_master.wait_for(lambda m: server.agent.registered)
+        fake_master.send(executor_task("t1"))
+        env = await executor_env(server)
+        url = f"http://{env['MESOS_AGENT_ENDPOINT']}/api/v1/executor"
+        ids = {"framework_id": {"value": FW}, "executor_id": {"value": "ex-1"}}
+        status = {"task_id": {"value": "t1"}, "state": "TASK_RUNNING", "uuid": new_uuid()}
+        update = {"type": "UPDATE", **ids, "update": {"status": status}}
+        json_ct = {"Content-Type": "application/json"}
+        async with httpx.AsyncClient(timeout=10) as client:
+
+            async def post(body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                return await client.post(url, content=data, headers=headers or json_ct)
+
+            cases = [
+                (b"{not json", None, 400, "JSON"),
+                (b"\xff\xfe", None, 400, "JSON"),
+                ([1, 2], None, 400, "object"),
+                ({"type": "NOPE", **ids}, None, 400, "type"),
+                ({"type": "UPDATE", "executor_id": ids["executor_id"]}, None, 400, "framework_id"),
+                ({"type": "UPDATE", "framework_id": ids["framework_id"]}, None, 400, "executor_id"),
+                (update, {"Content-Type": "application/x-protobuf"}, 415, "protobuf"),
+                (update, {"Content-Type": "text/plain"}, 415, "Content-Type"),
+                (
+                    {**update, "framework_id": {"value": "nope"}},
+                    None,
+                    400,
+                    "Framework cannot be found",
+                ),
+                (
+                    {**update, "executor_id": {"value": "nope"}},
+                    None,
+                    400,
+                    "Executor cannot be found",
+                ),
+                (update, None, 403, "not subscribed"),
+                (
+                    {"type": "SUBSCRIBE", **ids},
+                    {**json_ct, "Accept": "application/x-protobuf"},
+                    406,
+                    "Accept",
+                ),
+            ]
+            for body, headers, code, text in cases:
+                resp = await post(body, headers)
+                assert resp.status_code == code, (body, resp.text)
+                assert text in resp.text, (body, resp.text)
+            resp = await client.post(url, content=b"{}")  # no Content-Type
+            assert resp.status_code == 400 and "Content-Type" in resp.text
+            assert (await client.get(url)).status_code == 405
+            hb = await post({"type": "HEARTBEAT", **ids})
+            assert hb.status_code == 202
+
+            ex = ExecutorSide(env["MESOS_AGENT_ENDPOINT"], FW, "ex-1")
+            try:
+                await ex.subscribe()
+                assert (await ex.next_event())["type"] == "SUBSCRIBED"
+                assert (await ex.next_event())["type"] == "LAUNCH"
+                bad_updates = [
+                    ({"state": "TASK_RUNNING", "uuid": new_uuid()}, "task_id"),
+                    ({**status, "uuid": "not base64!"}, "uuid"),
+                    ({**status, "uuid": base64.b64encode(b"short").decode()}, "uuid"),
+                    ({k: v for k, v in status.items() if k != "uuid"}, "uuid"),
+                    ({**status, "state": "RUNNING"}, "state"),
+                    ({**status, "state": "TASK_STAGING"}, "TASK_STAGING"),
+                    ({**status, "task_id": {"value": "other"}}, "not a live task"),
+                    ({**status, "executor_id": {"value": "ex-2"}}, "executor"),
+                ]
+                for st, text in bad_updates:
+                    resp = await post({"type": "UPDATE", **ids, "update": {"status": st}})
+                    assert resp.status_code == 400, (st, resp.text)
+                    assert text in resp.text, (st, resp.text)
+                resp = await post({"type": "UPDATE", **ids})
+                assert resp.status_code == 400 and "update.status" in resp.text
+                resp = await post({"type": "MESSAGE", **ids})
+                assert resp.status_code == 400 and "message.data" in resp.text
+                resp = await post({"type": "MESSAGE", **ids, "message": {"data": "aGk="}})
+                assert resp.status_code == 202
+                # None of that reached the master; a good update still works.
+                assert fake_master.updates("t1") == []
+                resp, _ = await ex.update("t1", "TASK_RUNNING")
+                assert resp.status_code == 202
+                await fake_master.wait_update("t1", "TASK_RUNNING")
+            finally:
+                await ex.close()
+        async with httpx.AsyncClient() as client:
+            r = await client.get(f"http://127.0.0.1:{server.config.port}/health")
+            assert r.status_code == 200
+
+
+async def test_executor_exit_fails_its_tasks(tmp_path, fake_master):
+    async with running_agent(tmp_path, fake_master) as server:
+        await fake_master.wait_for(lambda m: server.agent.registered)
+        fake_master.auto_ack = True
+        fake_master.send(executor_task("t1", cmd="env > env.txt; sleep 60 & wait"))
+        env = await executor_env(server)
+        ex = ExecutorSide(env["MESOS_AGENT_ENDPOINT"], FW, "ex-1")
+        try:
+            await ex.subscribe()
+            assert (await ex.next_event())["type"] == "SUBSCRIBED"
+            assert (await ex.next_event())["type"] == "LAUNCH"
+            resp, _ = await ex.update("t1", "TASK_RUNNING")
+            assert resp.status_code == 202
+            await fake_master.wait_update("t1", "TASK_RUNNING")
+            assert (await ex.next_event())["type"] == "ACKNOWLEDGED"
+            run = server.agent.executors.lookup(FW, "ex-1")
+            assert run is not None and run.pid is not None
+            os.kill(run.pid, signal.SIGKILL)
+            failed = await fake_master.wait_update("t1", "TASK_FAILED")
+            assert failed["reason"] == "REASON_EXECUTOR_TERMINATED"
+            assert failed["source"] == "SOURCE_AGENT"
+            assert failed["executor_id"] == {"value": "ex-1"}
+            assert "SIGKILL" in failed["message"]
+            assert await ex.next_event() is None
+        finally:
+            await ex.close()
+
+
+async def test_registration_timeout_kills_the_executor(tmp_path, fake_master):
+    async with running_agent(tmp_path, fake_master) as server:
+        server.agent.executors.registration_timeout = 0.5
+        await fake_master.wait_for(lambda m: server.agent.registered)
+        fake_master.send(executor_task("t1"))
+        fake_master.send(executor_task("t2"))
+        for tid in ("t1", "t2"):
+            failed = await fake_master.wait_update(tid, "TASK_FAILED")
+            assert failed["reason"] == "REASON_EXECUTOR_REGISTRATION_TIMEOUT"
+            assert "did not register within" in failed["message"]
+        # Only the terminal update: nothing was ever RUNNING.
+        assert [s["state"] for s in fake_master.updates("t1")] == ["TASK_FAILED"]
+        assert server.agent.executors.lookup(FW, "ex-1") is None
+
+
+async def test_kill_before_subscription_and_kill_escalation(tmp_path, fake_master):
+    async with running_agent(tmp_path, fake_master) as server:
+        manager = server.agent.executors
+        manager.kill_escalation_slack = 0.3
+        await fake_master.wait_for(lambda m: server.agent.registered)
+        fake_master.auto_ack = True
+        # A task killed while its executor has not subscribed yet never reaches it; an
+        # executor all of whose tasks were killed before delivery is shut down.
+        fake_master.send(executor_task("early", executor_id="ex-early"))
+        await executor_env(server, "ex-early")
+        early_run = manager.lookup(FW, "ex-early")
+        fake_master.send(
+            {
+                "type": "KILL_TASK",
+                "kill_task": {"framework_id": {"value": FW}, "task_id": {"value": "early"}},
+            }
+        )
+        killed = await fake_master.wait_update("early", "TASK_KILLED")
+        assert killed["reason"] == "REASON_TASK_KILLED_DURING_LAUNCH"
+        await asyncio.wait_for(early_run.exited.wait(), 10)
+
+        # An executor that ignores KILL is shut down after the grace period + slack.
+        fake_master.send(executor_task("t1", shutdown_grace_period={"nanoseconds": 200_000_000}))
+        env = await executor_env(server)
+        ex = ExecutorSide(env["MESOS_AGENT_ENDPOINT"], FW, "ex-1")
+        try:
+            await ex.subscribe()
+            assert (await ex.next_event())["type"] == "SUBSCRIBED"
+            assert (await ex.next_event())["type"] == "LAUNCH"
+            await ex.update("t1", "TASK_RUNNING")
+            await fake_master.wait_update("t1", "TASK_RUNNING")
+            assert (await ex.next_event())["type"] == "ACKNOWLEDGED"
+            fake_master.send(
+                {
+                    "type": "KILL_TASK",
+                    "kill_task": {
+                        "framework_id": {"value": FW},
+                        "task_id": {"value": "t1"},
+                        "kill_policy": {"grace_period": {"nanoseconds": 100_000_000}},
+                    },
+                }
+            )
+            kill = await ex.next_event()
+            assert kill["kill"]["kill_policy"]["grace_period"]["nanoseconds"] == 100_000_000
+            assert (await ex.next_event())["type"] == "SHUTDOWN"
+            done = await fake_master.wait_update("t1", "TASK_KILLED")
+            assert done["reason"] == "REASON_EXECUTOR_TERMINATED"
+            assert done["source"] == "SOURCE_AGENT"
+            assert "did not kill task t1 in time" in done["message"]
+        finally:
+            await ex.close()
+
+
+async def test_agent_stop_shuts_executors_down(tmp_path: Path, fake_master):
+    async with running_agent(tmp_path, fake_master) as server:
+        await fake_master.wait_for(lambda m: server.agent.registered)
+        fake_master.send(executor_task("t1", shutdown_grace_period={"nanoseconds": 100_000_000}))
+        env = await executor_env(server)
+        run = server.agent.executors.lookup(FW, "ex-1")
+        ex = ExecutorSide(env["MESOS_AGENT_ENDPOINT"], FW, "ex-1")
+        await ex.subscribe()
+        assert (await ex.next_event())["type"] == "SUBSCRIBED"
+        assert (await ex.next_event())["type"] == "LAUNCH"
+    # The agent stopped: it sent SHUTDOWN, then killed the process group.
+    assert (await ex.next_event())["type"] == "SHUTDOWN"
+    assert run.exited.is_set()
+    assert server.agent.tasks[(FW, "t1")].state == "TASK_KILLED"
+    await ex.close()
