@@ -188,6 +188,10 @@ class Lab:
     #: Per host: the iptables rules currently installed (for the report and heal).
     rules: dict[int, list[list[str]]] = field(default_factory=dict)
     netem: dict[int, str] = field(default_factory=dict)
+    #: Also create the observer: namespace ``{prefix}-obs`` at ``10.77.0.10`` on the
+    #: same bridge, never the target of a fault (the workload's client and sampler
+    #: live there, as a Jepsen control node does).
+    observer: bool = False
     _netem_ok: bool | None = None
 
     @property
@@ -202,6 +206,14 @@ class Lab:
         if not 1 <= host <= 9:
             raise ValueError("the lab has hosts 1..9 (addresses 10.77.0.11-19)")
         return f"{SUBNET}.1{host}"
+
+    @property
+    def observer_ns(self) -> str:
+        return f"{self.prefix}-obs"
+
+    @staticmethod
+    def observer_address() -> str:
+        return f"{SUBNET}.10"
 
     @staticmethod
     def dev(host: int) -> str:
@@ -239,6 +251,21 @@ class Lab:
             self._in(h, "ip", "link", "set", self.dev(h), "up")
             self._in(h, "ip", "link", "set", "lo", "up")
             self.rules[h] = []
+        if self.observer:
+            self._add_link(self.observer_ns, "veth-obs", "br-obs", self.observer_address())
+
+    def _add_link(self, ns: str, dev: str, peer: str, address: str) -> None:
+        _run(["ip", "netns", "add", ns])
+        self.created.append(ns)
+        _run(["ip", "link", "add", dev, "netns", ns, "type", "veth", "peer", "name", peer,
+              "netns", self.hub])  # fmt: skip
+        hub = ["ip", "netns", "exec", self.hub]
+        _run([*hub, "ip", "link", "set", peer, "master", "br0"])
+        _run([*hub, "ip", "link", "set", peer, "up"])
+        inside = ["ip", "netns", "exec", ns]
+        _run([*inside, "ip", "addr", "add", f"{address}/24", "dev", dev])
+        _run([*inside, "ip", "link", "set", dev, "up"])
+        _run([*inside, "ip", "link", "set", "lo", "up"])
 
     def destroy(self) -> None:
         """Kill every process left in the lab's namespaces and delete them."""

@@ -27,6 +27,7 @@ from typing import Any
 from paddock.chaos import checker, report
 from paddock.chaos.hosts import Lab, connect_in_namespace
 from paddock.chaos.nemesis import KINDS, Nemesis, plan
+from paddock.chaos.runner_cluster import ClusterRunResult, run_cluster
 from paddock.chaos.workload_keeper import WorkerSpec
 
 CLIENT_PORT = 2181
@@ -223,9 +224,15 @@ def _sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt("SIGTERM")
 
 
-def run(cfg: RunConfig) -> RunResult:
+def run(cfg: RunConfig) -> RunResult | ClusterRunResult:
+    if cfg.workload == "cluster":
+        return run_cluster(cfg)
     if cfg.workload != "keeper":
-        raise ValueError(f"unknown workload {cfg.workload!r} (available: keeper)")
+        raise ValueError(f"unknown workload {cfg.workload!r} (available: keeper, cluster)")
+    return run_keeper(cfg)
+
+
+def run_keeper(cfg: RunConfig) -> RunResult:
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
     logf = open(out / "run.log", "a", buffering=1)  # noqa: SIM115 - closed below

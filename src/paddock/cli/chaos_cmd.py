@@ -1,8 +1,10 @@
 """``paddock chaos run``: the chaos lab (needs root: network namespaces).
 
-Starts keeper on ``--hosts`` network-namespace hosts, runs the workload while
-the nemesis injects faults for ``--time`` seconds, heals, reads everything
-back, checks the history and writes a report (text + HTML) to ``--out``.
+Starts keeper (``--workload keeper``) or the whole cluster (``--workload cluster``:
+keepers, masters, marathons, agents) on ``--hosts`` network-namespace hosts, runs the
+workload while the nemesis injects faults for ``--time`` seconds, heals, reads
+everything back (or waits for the apps to converge), checks the history and writes a
+report (text + HTML) to ``--out``.
 Exit status 0: no anomalies; 1: anomalies found; 2: the lab could not run.
 """
 
@@ -23,11 +25,18 @@ def run(
     nemesis: str = typer.Option(
         "partition,kill,pause,slow", "--nemesis", help="Faults to inject (comma-separated)."
     ),
-    workload: str = typer.Option("keeper", "--workload", help="Workload (keeper)."),
+    workload: str = typer.Option(
+        "keeper",
+        "--workload",
+        help="keeper (clients of the coordination service) or cluster (Marathon apps on "
+        "masters, agents and marathons).",
+    ),
     seed: int = typer.Option(-1, "--seed", help="Seed of the fault schedule (-1: random)."),
     out: Path = typer.Option(Path("chaos-out"), "--out", help="Directory for histories/report."),
     recovery_timeout: float = typer.Option(
-        60.0, "--recovery-timeout", help="Seconds the cluster may take to recover."
+        -1.0,
+        "--recovery-timeout",
+        help="Seconds the cluster may take to recover (default: 60 keeper, 90 cluster).",
     ),
 ) -> None:
     """Run the cluster on separate hosts under faults and check nothing was lost."""
@@ -40,6 +49,8 @@ def run(
         typer.echo(f"error: {reason}", err=True)
         raise typer.Exit(2)
     kinds = tuple(k.strip() for k in nemesis.split(",") if k.strip())
+    if recovery_timeout < 0:
+        recovery_timeout = 90.0 if workload == "cluster" else 60.0
     if seed < 0:
         seed = random.SystemRandom().randrange(1_000_000)
     cfg = RunConfig(

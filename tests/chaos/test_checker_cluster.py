@@ -1,0 +1,140 @@
+"""The cluster checker catches each handcrafted violation and passes a clean history."""
+
+from __future__ import annotations
+
+from paddock.chaos.checker_cluster import Interval, check, intervals, log_edges, two_leaders
+from paddock.chaos.workload_cluster import allowed_final, converged, task_app
+
+S = 1_000_000_000
+
+
+def op(n, f, app, value, t_inv, t_end, outcome):
+    evs = [{"op": n, "f": f, "app": app, "value": value, "type": "invoke", "t": int(t_inv * S)}]
+    if t_end is not None:
+        evs.append(
+            {"op": n, "f": f, "app": app, "value": value, "type": outcome, "t": int(t_end * S)}
+        )
+    return evs
+
+
+def sample(t, tasks, agents, apps=None, deployments=0):
+    return {
+        "type": "sample",
+        "t": int(t * S),
+        "tasks": [
+            {"id": i, "app": task_app(i), "state": "TASK_RUNNING", "host": h} for i, h in tasks
+        ],
+        "agents": agents,
+        "apps": apps if apps is not None else {},
+        "deployments": deployments,
+    }
+
+
+A = "/chaos/a4"  # strategy (0.5, 0.0): never more than the target running
+
+
+def test_task_app_and_allowed_final():
+    assert task_app("chaos_a3.1234-5678") == "/chaos/a3"
+    h = op(1, "deploy", A, 2, 0, 1, "ok") + op(2, "scale", A, 3, 2, 3, "ok")
+    assert allowed_final(h) == {A: {3}}
+    h += op(3, "scale", A, 1, 4, None, "info")  # never answered: may have been applied
+    assert allowed_final(h) == {A: {1, 3}}
+    h += op(4, "scale", A, 4, 5, 6, "fail")  # certainly refused
+    assert allowed_final(h) == {A: {1, 3}}
+    h += op(5, "scale", A, 0, 7, 8, "ok")  # acknowledged after both
+    assert allowed_final(h) == {A: {0}}
+
+
+def clean():
+    h = op(1, "deploy", A, 2, 0, 1, "ok")
+    tasks = [("chaos_a4.x", "10.77.0.14"), ("chaos_a4.y", "10.77.0.15")]
+    samples = [
+        sample(
+            t, tasks, {"10.77.0.14:5051": ["chaos_a4.x"], "10.77.0.15:5051": ["chaos_a4.y"]}, {A: 2}
+        )
+        for t in (2, 3, 4)
+    ]
+    return h, samples, samples[-1]
+
+
+def test_clean_history_passes_and_converged():
+    h, samples, final = clean()
+    assert converged(final, allowed_final(h))
+    res = check(h, samples, final, 4.0, [], [])
+    assert res.ok, res.anomalies
+    assert res.tasks_seen == 2
+
+
+def test_task_on_two_agents_is_caught():
+    h, samples, final = clean()
+    samples[1]["agents"]["10.77.0.15:5051"].append("chaos_a4.x")
+    kinds = {a.kind for a in check(h, samples, final, 4.0, [], []).anomalies}
+    assert kinds == {"task-twice"}
+
+
+def test_over_capacity_is_caught():
+    h, samples, final = clean()
+    samples[1]["tasks"].append({"id": "chaos_a4.z", "app": A, "state": "TASK_RUNNING"})
+    samples[1]["agents"]["10.77.0.15:5051"].append("chaos_a4.z")
+    res = check(h, samples, final, 4.0, [], [])
+    assert "over-capacity" in {a.kind for a in res.anomalies}
+
+
+def test_scale_down_within_grace_is_not_over_capacity():
+    h, samples, final = clean()
+    h += op(2, "scale", A, 1, 2.5, 2.6, "ok")
+    final["agents"]["10.77.0.15:5051"] = []
+    res = check(h, samples, final, 4.0, [], [])
+    assert res.ok, res.anomalies  # 2 running just after the scale to 1: kills take a moment
+
+
+def test_lost_task_and_wrong_count_are_caught():
+    h, samples, final = clean()
+    final = {**final, "agents": {"10.77.0.14:5051": ["chaos_a4.x"], "10.77.0.15:5051": []}}
+    kinds = [a.kind for a in check(h, samples, final, 4.0, [], []).anomalies]
+    assert sorted(kinds) == ["lost-task", "wrong-count"]
+
+
+def test_restart_excuses_a_replaced_task():
+    h, samples, final = clean()
+    h += op(2, "restart", A, None, 3.5, 3.6, "ok")
+    final = {
+        **final,
+        "agents": {"10.77.0.14:5051": ["chaos_a4.x"], "10.77.0.15:5051": ["chaos_a4.new"]},
+    }
+    assert check(h, samples, final, 4.0, [], []).ok
+
+
+def test_not_converged_is_an_anomaly():
+    h, samples, _final = clean()
+    kinds = [a.kind for a in check(h, samples, None, None, [], []).anomalies]
+    assert kinds == ["not-converged"]
+
+
+def test_leadership_intervals_from_logs(tmp_path):
+    log = tmp_path / "master.log"
+    log.write_text(
+        "2026-11-26 02:00:01,500 master:5050 INFO paddock.master.core: elected and recovered: 0\n"
+        "2026-11-26 02:00:05,000 master:5050 WARNING paddock.master.core: stopped acting as "
+        "leader: lost the registry quorum\n"
+        "2026-11-26 02:00:07,000 master:5050 INFO paddock.master.core: registry quorum is back: "
+        "acting as leader again\n"
+    )
+    import datetime as dt
+
+    wall0 = dt.datetime(2026, 11, 26, 2, 0, 0).timestamp()
+    edges = log_edges(log, "master", wall0)
+    assert edges == [(1.5, "start"), (5.0, "stop"), (7.0, "start")]
+    # killed at 9 s; paused 2-3 s: [1.5,2] [3,5] [7,9]
+    ivs = intervals(edges, "master", 1, deaths=[9.0], pauses=[(2.0, 3.0)], end=20.0)
+    assert [(i.start, i.end) for i in ivs] == [(1.5, 2.0), (3.0, 5.0), (7.0, 9.0)]
+
+
+def test_two_leaders_is_caught_but_not_handover():
+    a = Interval("master", 1, 0.0, 5.0)
+    b = Interval("master", 2, 5.0, 9.0)  # takes over as the other stops: fine
+    c = Interval("marathon", 3, 8.0, 12.0)
+    d = Interval("marathon", 1, 11.5, 15.0)  # half a second of two marathons: not fine
+    assert two_leaders([a, b]) == []
+    found = two_leaders([a, b, c, d])
+    assert len(found) == 1 and "marathons on h3" in found[0].detail
