@@ -46,9 +46,8 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        help="TOML file; this command's settings are its table (e.g. [master]), keys are "
-        "the long flag names. Flags and PADDOCK_* variables win over it. "
-        "See docs/operations.md.",
+        help="TOML file: the table named after this command holds its options, keyed by "
+        "long flag name. Flags and PADDOCK_* variables win over it. See docs/operations.md.",
     ),
 ]
 

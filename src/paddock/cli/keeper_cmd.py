@@ -41,8 +41,8 @@ def keeper(
     config: Path | None = typer.Option(
         None,
         "--config",
-        help="paddock.toml ([keeper] table: these options; flags and PADDOCK_KEEPER_* win) "
-        "or, any other suffix, a zoo.cfg.",
+        help="A paddock .toml file (its keeper table holds these options; flags and "
+        "PADDOCK_KEEPER_* win over it) or, with any other suffix, a zoo.cfg.",
     ),
     log_format: str = typer.Option("text", "--log-format", help="text or json."),
     log_level: str = typer.Option("INFO", "--log-level"),
