@@ -188,10 +188,10 @@ class FrameworkMixin(MasterBase):
             rec = self.offers.get(oid)
             if rec is not None:
                 self.remove_offer(rec, rescind=False)
-        agents_with_tasks = {t.agent_id for t in fw.tasks.values()}
-        for aid in agents_with_tasks:
-            agent = self.agents.get(aid)
-            if agent is not None and agent.stream is not None:
+        # Every connected agent, as Mesos: one may still run the framework's executors
+        # after all its tasks there ended.
+        for agent in list(self.agents.values()):
+            if agent.stream is not None:
                 agent.stream.send(
                     {
                         "type": "SHUTDOWN_FRAMEWORK",

@@ -1,0 +1,186 @@
+"""An unmodified pymesos 0.3.15 executor (``MesosExecutorDriver``) under a real paddock
+cluster (keeper, one master, one agent), launched by a pymesos scheduler.
+
+The scheduler launches two tasks with the same ``ExecutorInfo`` in one offer; the
+agent starts the executor script once (with the venv's python), the driver
+subscribes through ``POST /api/v1/executor``, gets both tasks as LAUNCH events and
+reports TASK_RUNNING then TASK_FINISHED for each; the scheduler sees both updates of
+both tasks.  Tearing the framework down shuts the executor down, and nothing of it is
+left running.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pymesos = pytest.importorskip("pymesos", reason="pymesos 0.3.15 not installed")
+
+from master.clients import AgentProcess, MasterProcess, elected, wait_until  # noqa: E402
+from paddock.testing import KeeperUnavailable, zk_ensemble  # noqa: E402
+
+from .conftest import unavailable_reason  # noqa: E402
+
+pytestmark = pytest.mark.timeout(150)
+
+EXECUTOR_SCRIPT = """
+import os
+import sys
+import threading
+import time
+
+from pymesos import Executor, MesosExecutorDriver
+
+
+class ScriptExecutor(Executor):
+    def registered(self, driver, executor_info, framework_info, agent_info):
+        print("registered", executor_info["executor_id"]["value"], flush=True)
+
+    def launchTask(self, driver, task):
+        def run():
+            tid = task["task_id"]
+            driver.sendStatusUpdate(
+                {"task_id": tid, "state": "TASK_RUNNING", "message": "in the pymesos executor"}
+            )
+            time.sleep(0.2)
+            driver.sendStatusUpdate({"task_id": tid, "state": "TASK_FINISHED"})
+            print("finished", tid["value"], flush=True)
+
+        threading.Thread(target=run, daemon=True).start()
+
+    def killTask(self, driver, task_id):
+        driver.sendStatusUpdate({"task_id": task_id, "state": "TASK_KILLED"})
+
+    def shutdown(self, driver):
+        print("shutdown", flush=True)
+
+
+with open(sys.argv[1], "w") as f:
+    f.write(str(os.getpid()))
+MesosExecutorDriver(ScriptExecutor()).run()
+"""
+
+
+class ExecutorScheduler(pymesos.Scheduler):
+    def __init__(self, executor_cmd: str) -> None:
+        self.lock = threading.Lock()
+        self.executor_cmd = executor_cmd
+        self.states: dict[str, list[str]] = {}
+        self.updates: list[dict[str, Any]] = []
+        self.launched = False
+
+    def resourceOffers(self, driver: Any, offers: list[Any]) -> None:
+        for offer in offers:
+            with self.lock:
+                launch, self.launched = not self.launched, True
+            if not launch:
+                driver.declineOffer(offer["id"], {"refuse_seconds": 60})
+                continue
+            executor = {
+                "executor_id": {"value": "pyexec"},
+                "name": "pymesos test executor",
+                "command": {"value": self.executor_cmd},
+                "resources": [
+                    {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                    {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
+                ],
+            }
+            tasks = [
+                {
+                    "task_id": {"value": tid},
+                    "agent_id": offer["agent_id"],
+                    "name": tid,
+                    "resources": [
+                        {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+                        {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
+                    ],
+                    "executor": executor,
+                }
+                for tid in ("exec-a", "exec-b")
+            ]
+            driver.launchTasks(offer["id"], tasks, {"refuse_seconds": 60})
+
+    def statusUpdate(self, driver: Any, update: Any) -> None:
+        with self.lock:
+            self.updates.append(update)
+            self.states.setdefault(update["task_id"]["value"], []).append(update["state"])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie not yet reaped by its parent counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_pymesos_executor_runs_tasks_of_a_pymesos_scheduler(tmp_path: Path) -> None:
+    reason = unavailable_reason("keeper")
+    if reason:
+        pytest.skip(f"keeper: {reason}")
+    try:
+        ensemble = zk_ensemble("keeper", 1, tick_ms=500)
+    except KeeperUnavailable as exc:
+        pytest.skip(f"keeper: {exc}")
+    master: MasterProcess | None = None
+    agent: AgentProcess | None = None
+    driver = None
+    script = tmp_path / "executor.py"
+    script.write_text(EXECUTOR_SCRIPT)
+    pidfile = tmp_path / "executor.pid"
+    try:
+        zk_url = f"zk://{ensemble.hosts}/mesos"
+        master = MasterProcess(zk_url, 1, tmp_path / "m0", "--allocation-interval", "0.2s").start()
+        wait_until(lambda: elected([master]), 60, "a leader")
+        agent = AgentProcess(zk_url, tmp_path / "agent").start()
+
+        sched = ExecutorScheduler(f"{sys.executable} {script} {pidfile}")
+        framework = {"user": "root", "name": "pymesos-executor-test", "hostname": "localhost"}
+        driver = pymesos.MesosSchedulerDriver(sched, framework, zk_url, use_addict=False)
+        driver.start()
+
+        def both_finished() -> bool:
+            with sched.lock:
+                return all("TASK_FINISHED" in sched.states.get(t, []) for t in ("exec-a", "exec-b"))
+
+        wait_until(both_finished, 60, "both tasks FINISHED")
+        with sched.lock:
+            for tid in ("exec-a", "exec-b"):
+                assert sched.states[tid] == ["TASK_RUNNING", "TASK_FINISHED"], sched.states
+            running = [u for u in sched.updates if u["state"] == "TASK_RUNNING"]
+        assert all(u["message"] == "in the pymesos executor" for u in running)
+        assert all(u["executor_id"] == {"value": "pyexec"} for u in sched.updates)
+        assert all(u["source"] == "SOURCE_EXECUTOR" for u in sched.updates)
+
+        # One executor ran both tasks, in its own sandbox.
+        runs = list((tmp_path / "agent").glob("slaves/*/frameworks/*/executors/pyexec/runs/*"))
+        assert len(runs) == 1, runs
+        stdout = (runs[0] / "stdout").read_text()
+        assert "registered pyexec" in stdout
+        assert "finished exec-a" in stdout and "finished exec-b" in stdout
+        executor_pid = int(pidfile.read_text())
+        assert _alive(executor_pid)
+
+        # Tearing the framework down shuts the executor down.
+        driver.stop()
+        driver.join()
+        driver = None
+        wait_until(lambda: not _alive(executor_pid), 30, "the executor to end")
+        assert "shutdown" in (runs[0] / "stdout").read_text()
+    finally:
+        if driver is not None:
+            driver.stop()
+            driver.join()
+        if agent is not None:
+            agent.kill()
+        if master is not None:
+            master.kill()
+        ensemble.stop()
