@@ -271,11 +271,15 @@ async def test_host_network_env_volumes_and_logs(agent, fake_master, tmp_path):
     await fake_master.wait_update("hostweb", "TASK_KILLED", timeout=60)
 
 
-async def test_exit_status_pull_failure_and_bad_parameters(agent, fake_master, docker_api):
+async def test_exit_status_oom_pull_failure_and_bad_parameters(agent, fake_master, docker_api):
     agent.start()
     await fake_master.wait_registrations(1, timeout=30)
     fake_master.auto_ack = True
     fake_master.send(docker_task("three", cmd="echo bye; exit 3"))
+    fake_master.send(
+        # (a moment first: an OOM before the agent has set its watch up is only a 137)
+        docker_task("hog", cmd="sleep 1; exec dd if=/dev/zero of=/dev/null bs=64M", mem=16)
+    )
     image = "registry.invalid/paddock/nothing:latest"
     fake_master.send(docker_task("nopull", cmd="true", image=image))
     fake_master.send(
@@ -284,6 +288,10 @@ async def test_exit_status_pull_failure_and_bad_parameters(agent, fake_master, d
     failed = await fake_master.wait_update("three", "TASK_FAILED", timeout=60)
     assert failed["message"] == "Container exited with status 3"
     assert "bye" in sandbox_file(agent.work, "three", "stdout").read_text()
+
+    hog = await fake_master.wait_update("hog", "TASK_FAILED", timeout=60)
+    assert hog["reason"] == "REASON_CONTAINER_LIMITATION_MEMORY", hog
+    assert hog["source"] == "SOURCE_AGENT"
 
     nopull = await fake_master.wait_update("nopull", "TASK_FAILED", timeout=60)
     assert nopull["reason"] == "REASON_CONTAINER_LAUNCH_FAILED"

@@ -30,6 +30,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from paddock.agent.docker_oom import OomWatch
 from paddock.agent.docker_spec import ContainerSpec, SpecError, container_spec
 from paddock.agent.healthcheck import HealthCheck, HealthChecker, parse_health_check
 from paddock.agent.tasks import task_environment
@@ -154,6 +155,7 @@ class DockerContainer:
     kill_requested: bool = False
     oom_killed: bool = False
     returncode: int | None = None
+    oom_watch: OomWatch | None = None
     _exited: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     _log_threads: list[threading.Thread] = dataclasses.field(default_factory=list)
 
@@ -163,6 +165,19 @@ class DockerContainer:
 
     async def start(self) -> None:
         await blocking(self.client.start, self.container_id)
+        await self.watch_oom()
+
+    async def watch_oom(self) -> None:
+        """Listen for OOM on the container's memory cgroup (see :mod:`docker_oom`)."""
+
+        def watch() -> OomWatch | None:
+            pid = self.client.inspect_container(self.container_id)["State"].get("Pid")
+            return OomWatch.start_for(int(pid or 0))
+
+        try:
+            self.oom_watch = await blocking(watch)
+        except Exception as exc:
+            log.debug("container %s: no OOM watch: %s", self.name, exc)
 
     def follow_logs(self, since: float | None = None) -> None:
         """Copy stdout and stderr into the sandbox's files until the container ends."""
@@ -217,6 +232,8 @@ class DockerContainer:
                 code = state["ExitCode"]
         except Exception as exc:
             log.warning("container %s: inspect after exit failed: %s", self.name, exc)
+        if self.oom_watch is not None and self.oom_watch.oom and code == 137:
+            self.oom_killed = not self.kill_requested
         self.returncode = code
         self._exited.set()
         return code

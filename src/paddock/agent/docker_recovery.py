@@ -117,6 +117,8 @@ async def recover_container_task(agent: Agent, task: Task, rec: dict[str, Any]) 
     if stdout.exists():
         since = stdout.stat().st_mtime
     handle.follow_logs(since=since)
+    if state.get("Running"):
+        await handle.watch_oom()
     log.info("reattached to task %s's container %s", task.task_id, name)
     task.runner = asyncio.create_task(
         guard_runner(
