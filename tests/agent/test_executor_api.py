@@ -14,6 +14,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -62,6 +64,10 @@ class ExecutorSide:
         self._reader: asyncio.Task[None] | None = None
 
     async def subscribe(self, **subscribe: Any) -> None:
+        assert await self.try_subscribe(**subscribe) == 200
+
+    async def try_subscribe(self, **subscribe: Any) -> int:
+        """SUBSCRIBE; the HTTP status (0 when the agent could not be reached)."""
         ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
         async def read() -> None:
@@ -84,7 +90,7 @@ class ExecutorSide:
                 self.events.put_nowait(None)
 
         self._reader = asyncio.create_task(read())
-        assert await ready == 200
+        return await ready
 
     async def next_event(self, timeout: float = 10.0, skip_heartbeats: bool = True) -> Any:
         while True:
@@ -429,3 +435,133 @@ async def test_agent_stop_shuts_executors_down(tmp_path: Path, fake_master):
     assert run.exited.is_set()
     assert server.agent.tasks[(FW, "t1")].state == "TASK_KILLED"
     await ex.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _agent_process(work: Path, master: str, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "PADDOCK_EXECUTOR_REREGISTRATION_TIMEOUT": "3"}
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "paddock.cli.main", "agent",
+            "--master", master, "--work-dir", str(work), "--port", str(port),
+            "--ip", "127.0.0.1", "--hostname", "localhost", "--recover", "reconnect",
+            "--resources", "cpus:1;mem:256;disk:100;ports:[31000-31001]",
+            "--registration-backoff-factor", "0.05", "--no-cgroups",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+async def _sandbox_file(work: Path, executor_id: str, name: str, timeout: float = 15.0) -> str:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pattern = f"slaves/*/frameworks/{FW}/executors/{executor_id}/runs/*/{name}"
+    while True:
+        for path in work.glob(pattern):
+            text = path.read_text()
+            if text.endswith("\n"):
+                return text
+        assert loop.time() < deadline, f"no {name} for {executor_id}"
+        await asyncio.sleep(0.05)
+
+
+async def test_executors_survive_an_agent_kill_9_and_resubscribe(tmp_path, fake_master):
+    """kill -9 of the agent: an executor that re-subscribes keeps its task (which then
+    finishes normally); one that does not is killed after the re-registration timeout
+    and its task is TASK_LOST."""
+    work, log, port = tmp_path / "agent", tmp_path / "agent.log", _free_port()
+    cmd = "echo $$ > pid; env > env.txt; exec sleep 60"
+    proc = _agent_process(work, fake_master.address, port, log)
+    sides: list[ExecutorSide] = []
+    pids: dict[str, int] = {}
+    try:
+        await fake_master.wait_registrations(1, timeout=30)
+        fake_master.auto_ack = True
+        for tid, ex_id in (("t1", "ex-1"), ("t2", "ex-2")):
+            event = executor_task(tid, ex_id, cmd=cmd)
+            event["run_task"]["framework"]["checkpoint"] = True
+            fake_master.send(event)
+            pids[ex_id] = int(await _sandbox_file(work, ex_id, "pid"))
+            env = dict(
+                line.split("=", 1)
+                for line in (await _sandbox_file(work, ex_id, "env.txt")).splitlines()
+                if "=" in line
+            )
+            assert env["MESOS_CHECKPOINT"] == "1"
+            assert env["MESOS_AGENT_ENDPOINT"] == f"127.0.0.1:{port}"
+            side = ExecutorSide(env["MESOS_AGENT_ENDPOINT"], FW, ex_id)
+            sides.append(side)
+            await side.subscribe()
+            assert (await side.next_event())["type"] == "SUBSCRIBED"
+            assert (await side.next_event())["type"] == "LAUNCH"
+            await side.update(tid, "TASK_RUNNING")
+            await fake_master.wait_update(tid, "TASK_RUNNING")
+            assert (await side.next_event())["type"] == "ACKNOWLEDGED"
+
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        fake_master.close_stream()
+        for side in sides:
+            assert await side.next_event() is None  # the agent's end closed the stream
+        assert all(_alive(p) for p in pids.values())
+
+        proc = _agent_process(work, fake_master.address, port, log)
+        reg = await fake_master.wait_registrations(2, timeout=30)
+        states = {t["task_id"]["value"]: t["state"] for t in reg["tasks"]}
+        assert states == {"t1": "TASK_RUNNING", "t2": "TASK_RUNNING"}
+
+        # ex-1 re-subscribes (as a driver does, with nothing unacknowledged) ...
+        side = ExecutorSide(f"127.0.0.1:{port}", FW, "ex-1")
+        sides.append(side)
+        assert await side.try_subscribe() == 200
+        subscribed = await side.next_event()
+        assert subscribed["type"] == "SUBSCRIBED"
+        resp, done_uuid = await side.update("t1", "TASK_FINISHED")
+        assert resp.status_code == 202, resp.text
+        # ... and its task was not launched again: the next event is the acknowledgement.
+        acked = await side.next_event()
+        assert acked["type"] == "ACKNOWLEDGED" and acked["acknowledged"]["uuid"] == done_uuid
+        finished = await fake_master.wait_update("t1", "TASK_FINISHED")
+        assert finished["executor_id"] == {"value": "ex-1"}
+        assert _alive(pids["ex-1"])
+        runs = list(work.glob(f"slaves/*/frameworks/{FW}/executors/ex-1/runs/*"))
+        assert len(runs) == 1
+
+        # ex-2 never comes back: killed after the re-registration timeout (3 s here).
+        lost = await fake_master.wait_update("t2", "TASK_LOST", timeout=20)
+        assert lost["reason"] == "REASON_EXECUTOR_REREGISTRATION_TIMEOUT"
+        await fake_master.wait_for(lambda m: not _alive(pids["ex-2"]), timeout=10)
+
+        # A graceful stop of the agent shuts the surviving executor down.
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 30)
+        assert not _alive(pids["ex-1"])
+    finally:
+        for side in sides:
+            await side.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)

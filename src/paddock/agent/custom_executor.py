@@ -41,16 +41,40 @@ import logging
 import os
 import time
 import uuid as uuidlib
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paddock.agent.checkpoint import validate_id
+from paddock.agent.executor_run import (
+    DEFAULT_SHUTDOWN_GRACE,
+    EXECUTOR_REGISTRATION_TIMEOUT,
+    EXECUTOR_REREGISTRATION_TIMEOUT,
+    HEARTBEAT_INTERVAL,
+    KILL_ESCALATION_SLACK,
+    LAUNCHING,
+    MAX_REMEMBERED_ACKS,
+    REGISTERING,
+    RUNNING,
+    TERMINATED,
+    TERMINATING,
+    ExecutorKey,
+    ExecutorRun,
+    duration_seconds,
+    executor_environment,
+    executor_id_of,
+    mesos_duration,
+    partition_aware,
+    valid_uuid,
+)
 from paddock.agent.fetcher import FetchError, fetch_uris
 from paddock.agent.recovery_util import proc_start_ticks
 from paddock.agent.status_updates import TERMINAL_STATES
-from paddock.agent.tasks import LaunchError, TaskProcess, command_spec, describe_exit
+from paddock.agent.tasks import (
+    AdoptedProcess,
+    LaunchError,
+    TaskProcess,
+    command_spec,
+    describe_exit,
+)
 from paddock.master.streams import EventStream
 
 if TYPE_CHECKING:
@@ -58,148 +82,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "EXECUTOR_REGISTRATION_TIMEOUT",
-    "ExecutorManager",
-    "ExecutorRun",
-    "executor_environment",
-    "run_executor_task",
-]
-
-#: Mesos's ``--executor_registration_timeout`` default.
-EXECUTOR_REGISTRATION_TIMEOUT = 60.0
-#: Mesos's ``DEFAULT_EXECUTOR_SHUTDOWN_GRACE_PERIOD``.
-DEFAULT_SHUTDOWN_GRACE = 5.0
-#: Mesos's ``DEFAULT_EXECUTOR_HEARTBEAT_INTERVAL``.
-HEARTBEAT_INTERVAL = 30 * 60.0
-#: How long past a task's kill grace period the agent waits for the executor to end
-#: the task before it shuts the executor down.
-KILL_ESCALATION_SLACK = 5.0
-#: Acknowledged uuids remembered per executor (to re-acknowledge a resent update).
-MAX_REMEMBERED_ACKS = 1000
-
-ExecutorKey = tuple[str, str]  # (framework id, executor id)
-
-# Executor run states, as Mesos's ``Executor::State`` (plus LAUNCHING: being spawned).
-LAUNCHING = "LAUNCHING"
-REGISTERING = "REGISTERING"
-RUNNING = "RUNNING"
-TERMINATING = "TERMINATING"
-TERMINATED = "TERMINATED"
-
-
-def executor_id_of(task_info: dict[str, Any]) -> str | None:
-    ex = task_info.get("executor")
-    if not isinstance(ex, dict):
-        return None
-    eid = ex.get("executor_id")
-    value = eid.get("value") if isinstance(eid, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def duration_seconds(value: Any) -> float | None:
-    """A v1 ``DurationInfo`` (``{"nanoseconds": N}``) in seconds, or None."""
-    if isinstance(value, dict):
-        ns = value.get("nanoseconds")
-        if isinstance(ns, int | float) and not isinstance(ns, bool) and ns >= 0:
-            return float(ns) / 1e9
-    return None
-
-
-def mesos_duration(seconds: float) -> str:
-    """Seconds as Mesos's ``stringify(Duration)`` writes them (``5secs``, ``500ms``)."""
-    if seconds >= 1 or seconds == 0:
-        return f"{seconds:g}secs"
-    return f"{seconds * 1000:g}ms"
-
-
-def executor_environment(
-    *,
-    executor_info: dict[str, Any],
-    framework_id: str,
-    agent_id: str,
-    agent_endpoint: str,
-    sandbox: Path,
-    checkpoint: bool,
-    shutdown_grace: float,
-    hostname: str,
-    base: dict[str, str] | None = None,
-) -> dict[str, str]:
-    """What Mesos's ``executorEnvironment`` gives an executor, then the command's own."""
-    env = dict(os.environ if base is None else base)
-    env.update(
-        {
-            "MESOS_FRAMEWORK_ID": framework_id,
-            "MESOS_EXECUTOR_ID": str(executor_info["executor_id"]["value"]),
-            "MESOS_AGENT_ID": agent_id,
-            "MESOS_SLAVE_ID": agent_id,
-            "MESOS_AGENT_ENDPOINT": agent_endpoint,
-            "MESOS_SLAVE_PID": f"slave(1)@{agent_endpoint}",
-            "MESOS_DIRECTORY": str(sandbox),
-            "MESOS_SANDBOX": str(sandbox),
-            "MESOS_CHECKPOINT": "1" if checkpoint else "0",
-            "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD": mesos_duration(shutdown_grace),
-            "MESOS_HTTP_COMMAND_EXECUTOR": "0",
-            "HOST": hostname,
-        }
-    )
-    if checkpoint:
-        env["MESOS_RECOVERY_TIMEOUT"] = "15mins"
-        env["MESOS_SUBSCRIPTION_BACKOFF_MAX"] = "2secs"
-    command = executor_info.get("command")
-    if isinstance(command, dict):
-        for var in (command.get("environment") or {}).get("variables") or []:
-            if isinstance(var, dict) and isinstance(var.get("name"), str):
-                value = var.get("value")
-                if isinstance(value, str):
-                    env[var["name"]] = value
-    return env
-
-
-@dataclass
-class ExecutorRun:
-    """One run of one executor on this agent."""
-
-    framework_id: str
-    executor_id: str
-    info: dict[str, Any]
-    run_id: str
-    sandbox: Path
-    shutdown_grace: float
-    state: str = LAUNCHING
-    process: TaskProcess | None = None
-    #: Tasks not yet delivered (the executor has not subscribed yet), in launch order.
-    queued: OrderedDict[str, Task] = field(default_factory=OrderedDict)
-    #: Tasks sent to the executor in a LAUNCH event and not ended yet.
-    launched: dict[str, Task] = field(default_factory=dict)
-    stream: EventStream | None = None
-    ever_sent_task: bool = False
-    #: (state, reason, message) for the tasks left when the process ends.
-    termination: tuple[str, str, str] | None = None
-    #: Updates the framework acknowledged (uuid -> task id), to answer a resent one.
-    acked: OrderedDict[str, str] = field(default_factory=OrderedDict)
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
-    exit_message: str = ""
-    timers: set[asyncio.Task[Any]] = field(default_factory=set)
-    subscriptions: int = 0
-
-    @property
-    def key(self) -> ExecutorKey:
-        return (self.framework_id, self.executor_id)
-
-    @property
-    def container_id(self) -> str:
-        return self.run_id
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
-
-    def tasks(self) -> list[Task]:
-        return [*self.queued.values(), *self.launched.values()]
-
-    def send(self, event: dict[str, Any]) -> bool:
-        return self.stream is not None and self.stream.send(event)
+__all__ = ["ExecutorManager", "executor_id_of", "run_executor_task"]
 
 
 class ExecutorManager:
@@ -211,10 +94,13 @@ class ExecutorManager:
         #: Recently ended runs, for ``/state``.
         self.completed: list[ExecutorRun] = []
         self._task_done: dict[tuple[str, str], asyncio.Event] = {}
-        #: uuid of an update the executor sent -> its executor (to route ACKNOWLEDGED).
-        self._uuid_owner: dict[str, ExecutorKey] = {}
         self.registration_timeout = float(
             os.environ.get("PADDOCK_EXECUTOR_REGISTRATION_TIMEOUT", EXECUTOR_REGISTRATION_TIMEOUT)
+        )
+        self.reregistration_timeout = float(
+            os.environ.get(
+                "PADDOCK_EXECUTOR_REREGISTRATION_TIMEOUT", EXECUTOR_REREGISTRATION_TIMEOUT
+            )
         )
         self.kill_escalation_slack = KILL_ESCALATION_SLACK
         self.heartbeat_interval = HEARTBEAT_INTERVAL
@@ -296,7 +182,7 @@ class ExecutorManager:
             self._agent_status(
                 None,
                 task,
-                "TASK_LOST" if not _partition_aware(agent, task) else "TASK_DROPPED",
+                "TASK_LOST" if not partition_aware(agent, task) else "TASK_DROPPED",
                 "REASON_EXECUTOR_TERMINATED",
                 f"Executor {ex_id} is shutting down",
             )
@@ -418,10 +304,13 @@ class ExecutorManager:
         if run.process is not None:
             await run.process.kill(0)
 
-    async def _watch(self, run: ExecutorRun, proc: TaskProcess) -> None:
+    async def _watch(self, run: ExecutorRun, proc: TaskProcess | AdoptedProcess) -> None:
         try:
             rc = await proc.wait()
-            run.exit_message = describe_exit(rc, killed=proc.kill_requested).message
+            if rc is None:  # adopted after an agent restart: not our child
+                run.exit_message = "Executor exited (exit status unknown after an agent restart)"
+            else:
+                run.exit_message = describe_exit(rc, killed=proc.kill_requested).message
         except Exception as exc:  # the watcher must always settle the tasks
             log.exception("executor %s: waiting for its process failed", run.executor_id)
             run.exit_message = f"agent error while watching the executor: {exc}"
@@ -455,6 +344,90 @@ class ExecutorManager:
             del self.runs[run.key]
         self.completed.append(run)
         del self.completed[:-50]
+
+    # ------------------------------------------------------------------ agent restart
+    def recovered(self) -> None:
+        """After the agent's recovery: take over the executors of live tasks.
+
+        ``recovery`` reattached (``--recover=reconnect``) the process recorded for each
+        live task; for an executor's tasks that is the executor.  Each such executor
+        gets :attr:`reregistration_timeout` to SUBSCRIBE again (it keeps its tasks);
+        after that it is killed and its tasks become ``TASK_LOST`` (``TASK_GONE`` for
+        partition-aware frameworks) with ``REASON_EXECUTOR_REREGISTRATION_TIMEOUT``.
+        """
+        groups: dict[ExecutorKey, list[Task]] = {}
+        for task in self.agent.tasks.values():
+            ex = executor_id_of(task.info)
+            if ex is not None and not task.terminal and isinstance(task.pid, int):
+                groups.setdefault((task.framework_id, ex), []).append(task)
+        for (fw_id, ex_id), tasks in groups.items():
+            first = tasks[0]
+            info = dict(first.info["executor"])
+            info["framework_id"] = {"value": fw_id}
+            grace = duration_seconds(info.get("shutdown_grace_period"))
+            run = ExecutorRun(
+                fw_id,
+                ex_id,
+                info,
+                first.sandbox.name,
+                first.sandbox,
+                DEFAULT_SHUTDOWN_GRACE if grace is None else grace,
+            )
+            assert isinstance(first.pid, int)
+            run.process = AdoptedProcess(first.pid)
+            run.state = REGISTERING
+            run.subscriptions = 1  # its next SUBSCRIBE is a re-subscription
+            run.ever_sent_task = True
+            for task in tasks:
+                if task.runner is not None:
+                    task.runner.cancel()  # the process watcher recovery started
+                task.process = None
+                run.launched[task.task_id] = task
+                task.runner = asyncio.create_task(
+                    self._await_task(task), name=f"task-{task.task_id}"
+                )
+            self.runs[run.key] = run
+            log.info(
+                "executor %s of %s (pid %d) survived the agent restart; waiting %gs for it "
+                "to re-subscribe",
+                ex_id,
+                fw_id,
+                first.pid,
+                self.reregistration_timeout,
+            )
+            self._timer(run, self._watch(run, run.process))
+            self._timer(run, self._reregistration_timeout(run))
+
+    async def _await_task(self, task: Task) -> None:
+        done = self._task_done.setdefault(task.key, asyncio.Event())
+        try:
+            if not task.terminal:
+                await done.wait()
+        finally:
+            self._task_done.pop(task.key, None)
+
+    async def _reregistration_timeout(self, run: ExecutorRun) -> None:
+        await asyncio.sleep(self.reregistration_timeout)
+        if run.state != REGISTERING:
+            return
+        log.warning(
+            "executor %s of %s did not re-subscribe within %gs; killing it",
+            run.executor_id,
+            run.framework_id,
+            self.reregistration_timeout,
+        )
+        task = next(iter(run.launched.values()), None)
+        lost = (
+            "TASK_GONE" if task is not None and partition_aware(self.agent, task) else "TASK_LOST"
+        )
+        run.termination = (
+            lost,
+            "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
+            f"Executor did not reregister within {mesos_duration(self.reregistration_timeout)}",
+        )
+        run.state = TERMINATING
+        if run.process is not None:
+            await run.process.kill(0)
 
     # ------------------------------------------------------------------ subscription
     def subscribe(
@@ -513,6 +486,8 @@ class ExecutorManager:
         for task in list(run.launched.values()):
             if task.task_id not in known and task.state == "TASK_STAGING" and not task.terminal:
                 self._send_launch(run, task)
+            if task.kill_requested and not task.terminal:  # asked while it was away
+                self._send_kill(run, task, task.kill_grace)
         while run.queued:
             _, task = run.queued.popitem(last=False)
             run.launched[task.task_id] = task
@@ -549,7 +524,7 @@ class ExecutorManager:
         if state == "TASK_STAGING":
             return "An executor cannot send TASK_STAGING"
         uuid = status.get("uuid")
-        if not isinstance(uuid, str) or not _valid_uuid(uuid):
+        if not isinstance(uuid, str) or not valid_uuid(uuid):
             return "Expecting 'status.uuid' to be a base64-encoded 16-byte UUID"
         ex = status.get("executor_id")
         if isinstance(ex, dict) and ex.get("value") not in (None, run.executor_id):
@@ -567,6 +542,8 @@ class ExecutorManager:
             return f"Task {task_id} is not a live task of executor {run.executor_id}"
         stream = self.agent.updates.streams.get(task.key)
         if stream is not None and any(s.get("uuid") == uuid for s in stream.history):
+            if uuid in stream.acked:  # acknowledged, but the executor did not hear it
+                self.acknowledged(task, uuid)
             return None  # a duplicate of an update in flight
         if task.terminal:
             log.warning(
@@ -587,7 +564,6 @@ class ExecutorManager:
             out["timestamp"] = time.time()
         else:
             out["timestamp"] = float(ts)
-        self._uuid_owner[uuid] = run.key
         self.agent.record_status(task, out)
         if task.terminal:
             self._end_task(run, task)
@@ -595,12 +571,12 @@ class ExecutorManager:
 
     def acknowledged(self, task: Task, uuid: str) -> None:
         """The framework acknowledged ``uuid``: tell the executor that sent it."""
-        key = self._uuid_owner.pop(uuid, None)
-        if key is None:
-            return
-        run = self.runs.get(key)
+        run = self.runs.get((task.framework_id, executor_id_of(task.info) or ""))
         if run is None:
             return
+        sent = next((s for s in reversed(task.statuses) if s.get("uuid") == uuid), None)
+        if sent is None or sent.get("source") == "SOURCE_AGENT":
+            return  # the agent's own update (e.g. the executor's end): nothing to tell
         run.acked[uuid] = task.task_id
         while len(run.acked) > MAX_REMEMBERED_ACKS:
             run.acked.popitem(last=False)
@@ -639,7 +615,9 @@ class ExecutorManager:
                 self.shutdown(run, "all its tasks were killed before delivery")
             return
         if run.state != RUNNING or task.task_id not in run.launched:
-            return  # terminating (the end of the process settles it) or already ended
+            # Terminating (the end of the process settles it), already ended, or not
+            # re-subscribed yet after an agent restart (the KILL goes out on SUBSCRIBE).
+            return
         self._send_kill(run, task, grace)
 
     def _send_kill(self, run: ExecutorRun, task: Task, grace: float | None) -> None:
@@ -705,21 +683,6 @@ class ExecutorManager:
             _, pending = await asyncio.wait(waits, timeout=timeout)
             for w in pending:
                 w.cancel()
-
-
-def _partition_aware(agent: Agent, task: Task) -> bool:
-    caps = agent.frameworks.get(task.framework_id, {}).get("capabilities") or []
-    return any(isinstance(c, dict) and c.get("type") == "PARTITION_AWARE" for c in caps)
-
-
-def _valid_uuid(value: str) -> bool:
-    import base64
-    import binascii
-
-    try:
-        return len(base64.b64decode(value, validate=True)) == 16
-    except (binascii.Error, ValueError):
-        return False
 
 
 async def run_executor_task(agent: Agent, task: Task) -> None:

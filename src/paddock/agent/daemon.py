@@ -136,6 +136,7 @@ class Agent:
         from paddock.agent.recovery import recover_agent
 
         await recover_agent(self)
+        self.executors.recovered()  # executors that survived get to re-subscribe
 
     def save_agent(self) -> None:
         self.store.save_agent(

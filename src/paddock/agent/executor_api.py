@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
-from paddock.agent.custom_executor import LAUNCHING, REGISTERING
+from paddock.agent.executor_run import LAUNCHING, REGISTERING
 
 if TYPE_CHECKING:
     from paddock.agent.daemon import Agent
