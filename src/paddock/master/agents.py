@@ -60,7 +60,8 @@ class AgentMixin(MasterBase):
             agent_id = self.new_id("agent")
         info["id"] = vid(agent_id)
         stored = {"hostname": info["hostname"], "port": info.get("port", 5051)}
-        needs_write = agent_id not in regstate.admitted or regstate.admitted[agent_id] != stored
+        returning = agent_id in regstate.admitted  # Mesos counts these as re-registrations
+        needs_write = not returning or regstate.admitted[agent_id] != stored
         was_unreachable = agent_id in regstate.unreachable
         if needs_write:
             try:
@@ -122,7 +123,7 @@ class AgentMixin(MasterBase):
         if missing:
             items = [{"framework_id": vid(f), "task_id": vid(t)} for f, t in missing]
             stream.send({"type": "RECONCILE", "reconcile": {"tasks": items}})
-        self.counters["agents_registered" if old is None else "agents_reregistered"] += 1
+        self.counters["agents_reregistered" if returning else "agents_registered"] += 1
         log.info("agent %s (%s) registered", agent_id, agent.hostname)
         self.publish({"type": "AGENT_ADDED", "agent_added": {"agent": agent_entry(self, agent)}})
         self.kick_allocation([agent_id])

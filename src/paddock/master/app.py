@@ -4,6 +4,14 @@ Leadership gates every API call: a master that ZooKeeper does not name leader
 answers 307 to the leader (``Location: //host:port/path``, what Mesos and pymesos
 expect) or 503 "No leader elected"; the named leader answers 503 until it has
 committed its election record to the registry (and whenever it loses its quorum).
+
+Scheduler and agent calls go through ``gate_call``, which spends up to
+``RECOVERY_HOLD`` seconds to avoid a needless refusal right after a failover: a
+master that is not (yet) the leader in its own view first re-reads ZooKeeper (the
+caller may have seen the old leader's znode vanish a moment before this master
+did: a 307 to the dead master would cost it a retry backoff), and a newly named
+leader holds the call until it has taken over the registry rather than answering
+503 at once.
 """
 
 from __future__ import annotations
@@ -38,7 +46,11 @@ def _text(status: int, message: str, headers: dict[str, str] | None = None) -> R
 
 
 def leader_location(daemon: MasterDaemon, request: Request) -> Response:
-    info = daemon.leader_info()
+    return redirect_to(daemon.leader_info(), request)
+
+
+def redirect_to(info: dict[str, Any] | None, request: Request) -> Response:
+    """307 to the same path on the master ``info`` describes (503 if none)."""
     if info is None:
         return _text(503, "No leader elected")
     addr = info.get("address", {})
@@ -47,6 +59,26 @@ def leader_location(daemon: MasterDaemon, request: Request) -> Response:
     if request.url.query:
         path += "?" + request.url.query
     return Response(status_code=307, headers={"Location": f"//{host}:{addr.get('port')}{path}"})
+
+
+#: Longest a call waits for a newly named leader to take over the registry (normally
+#: tens of milliseconds) before it gets 503.
+RECOVERY_HOLD = 2.0
+
+
+async def gate_call(daemon: MasterDaemon, request: Request) -> Response | None:
+    """``gate``, after waiting out a failover that is under way (see the module doc)."""
+    named = daemon.is_zk_leader()
+    if not named and daemon.leader_info() is not None:
+        fresh = await daemon.fresh_leader()
+        if fresh is not None:
+            info, is_me = fresh
+            if not is_me:
+                return redirect_to(info, request)
+            named = True  # our own watch will say so in a moment
+    if named and not daemon.master.acting:
+        await daemon.master.wait_acting(RECOVERY_HOLD)
+    return gate(daemon, request)
 
 
 def gate(daemon: MasterDaemon, request: Request) -> Response | None:
@@ -122,7 +154,7 @@ def build_app(daemon: MasterDaemon) -> Starlette:
     async def scheduler(request: Request) -> Response:
         if request.method != "POST":
             return _text(405, "Expecting 'POST'", {"Allow": "POST"})
-        blocked = gate(daemon, request)
+        blocked = await gate_call(daemon, request)
         if blocked is not None:
             return blocked
         try:
@@ -149,7 +181,7 @@ def build_app(daemon: MasterDaemon) -> Starlette:
     async def agent_api(request: Request) -> Response:
         if request.method != "POST":
             return _text(405, "Expecting 'POST'", {"Allow": "POST"})
-        blocked = gate(daemon, request)
+        blocked = await gate_call(daemon, request)
         if blocked is not None:
             return blocked
         try:

@@ -9,6 +9,12 @@ looked up after an await.
 (session connected), it is the registry's consensus leader and it has committed
 its "elected" record. When it stops acting (SUSPENDED session, lost quorum) it
 makes no offers, launches nothing and admits no one; calls get 503.
+
+``leading`` is that decision; ``acting`` adds a lease on the ZooKeeper session
+(``lease_until``, renewed by the daemon): the master acts only while ZooKeeper has
+recently confirmed its session, so one that was paused or cut off longer than
+that stops at once — before ZooKeeper can expire its session and let another
+master lead — even if it has not heard yet that its session is gone.
 """
 
 from __future__ import annotations
@@ -52,7 +58,11 @@ class MasterBase:
         self.master_info = master_info
         self.id: str = master_info["id"]
         self.registry = registry
-        self.acting = False
+        self.leading = False
+        #: time.monotonic() until which the ZooKeeper session is surely alive (the
+        #: daemon renews it; in-process tests that run no daemon need none).
+        self.lease_until = float("inf")
+        self._acting_waiters: list[asyncio.Future[None]] = []
         self.elected_time: float | None = None
         self.start_time = time.time()
         self.allocator = HierarchicalAllocator(
@@ -82,6 +92,37 @@ class MasterBase:
         if kind == "agent":
             return f"{self.id}-S{n}"
         return f"{self.id}-O{n}"
+
+    @property
+    def acting(self) -> bool:
+        """Leading, and the ZooKeeper session is within its lease."""
+        return self.leading and time.monotonic() < self.lease_until
+
+    async def wait_acting(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until this master acts as leader; True if it does.
+
+        A master that ZooKeeper has just named leader needs a moment to take over the
+        registry. Agents and frameworks learn of the new leader from ZooKeeper at the
+        same moment it does; holding their calls for that moment spares them a 503 and
+        a retry backoff (an agent's is up to ``--registration-backoff-factor``)."""
+        if self.acting:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acting_waiters.append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            if fut in self._acting_waiters:
+                self._acting_waiters.remove(fut)
+        return self.acting
+
+    def _wake_acting_waiters(self) -> None:
+        waiters, self._acting_waiters = self._acting_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     def require_acting(self) -> None:
         if not self.acting:

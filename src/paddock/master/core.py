@@ -21,10 +21,10 @@ class Master(FrameworkMixin, AgentMixin):
     # ------------------------------------------------------------------ leadership
     def start_acting(self) -> None:
         """The registry accepted our "elected" record: serve as the leader."""
-        if self.acting:
+        if self.leading:
             return
         first = self.elected_time is None
-        self.acting = True
+        self.leading = True
         if first:
             self.elected_time = time.time()
             assert self.registry is not None
@@ -43,6 +43,7 @@ class Master(FrameworkMixin, AgentMixin):
         else:
             log.info("registry quorum is back: acting as leader again")
         self.kick_allocation()
+        self._wake_acting_waiters()
 
     async def update_weights(self, weights: dict[str, float]) -> None:
         """Role weights are in the registry (they survive failover), then in the allocator."""
@@ -55,9 +56,9 @@ class Master(FrameworkMixin, AgentMixin):
 
     def stop_acting(self, why: str) -> None:
         """Stop offering, launching and admitting at once (streams stay open)."""
-        if not self.acting:
+        if not self.leading:
             return
-        self.acting = False
+        self.leading = False
         log.warning("stopped acting as leader: %s", why)
         for rec in list(self.offers.values()):
             self.remove_offer(rec, rescind=True)
@@ -71,7 +72,7 @@ class Master(FrameworkMixin, AgentMixin):
         ]
 
     async def stop(self) -> None:
-        self.acting = False
+        self.leading = False
         for t in self.loop_tasks:
             t.cancel()
         await asyncio.gather(*self.loop_tasks, return_exceptions=True)

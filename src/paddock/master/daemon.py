@@ -47,6 +47,12 @@ log = logging.getLogger(__name__)
 
 SUPERVISE_INTERVAL = 0.05
 CAMPAIGN_RETRY = 1.0
+#: The session lease: a master acts until ``LEASE_FRACTION`` of the session timeout
+#: after it sent the last request ZooKeeper answered (the server cannot expire the
+#: session sooner than a full timeout after receiving it), renewed every
+#: ``LEASE_RENEWALS``-th of the timeout.
+LEASE_FRACTION = 0.75
+LEASE_RENEWALS = 5
 
 
 class _HttpServer(uvicorn.Server):
@@ -72,6 +78,7 @@ class MasterDaemon:
         }
         self.registry_state = RegistryState()
         self.master = Master(config, self.master_info, None)
+        self.master.lease_until = 0.0  # no session yet
         self.election: ZkElection | None = None
         self.server: ConsensusServer | None = None
         self.http: _HttpServer | None = None
@@ -84,6 +91,7 @@ class MasterDaemon:
         self._electing: asyncio.Task[None] | None = None
         self._last_campaign = 0.0
         self._tasks: list[asyncio.Task[Any]] = []
+        self._refreshing: asyncio.Task[tuple[dict[str, Any] | None, bool]] | None = None
 
     # ------------------------------------------------------------------ queries
     def is_zk_leader(self) -> bool:
@@ -93,6 +101,19 @@ class MasterDaemon:
         if self.election is None or self.election.state != "CONNECTED":
             return None
         return self._zk_leader_info
+
+    async def fresh_leader(self) -> tuple[dict[str, Any] | None, bool] | None:
+        """The leading master as ZooKeeper has it now (one read shared by concurrent
+        callers): our watch would tell us soon, but a client that already knows is
+        waiting. None if it cannot be read."""
+        if self.election is None or self.election.my_node is None:
+            return None
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self.election.read_leader())
+        try:
+            return await asyncio.shield(self._refreshing)
+        except Exception:
+            return None
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> int:
@@ -128,6 +149,7 @@ class MasterDaemon:
             await self.server.start()
             self.master.registry = Registry(self.server, self.registry_state, cfg.registry_timeout)
             self.master.start_loops()
+            self._tasks.append(loop.create_task(self._lease_loop()))
             await self.election.contend()
             self._tasks.append(loop.create_task(self._supervise_loop()))
             stop_wait = loop.create_task(self.stopping.wait())
@@ -150,7 +172,7 @@ class MasterDaemon:
         self.stopping.set()
 
     async def shutdown(self) -> None:
-        self.master.acting = False
+        self.master.leading = False
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -247,6 +269,28 @@ class MasterDaemon:
             asyncio.get_running_loop().create_task(self.election.recreate_after_loss())
         self._supervise()
 
+    # ------------------------------------------------------------------ session lease
+    async def _lease_loop(self) -> None:
+        """Renew ``master.lease_until`` by ZooKeeper round trips.
+
+        This assumes the server granted the session timeout we asked for (it grants
+        less only when its maxSessionTimeout is lower, 20 ticks by default)."""
+        timeout = self.config.zk_session_timeout
+        period = timeout / LEASE_RENEWALS
+        master = self.master
+        assert self.election is not None
+        while True:
+            sent = time.monotonic()
+            if await self.election.round_trip(timeout * LEASE_FRACTION):
+                lapsed = not master.acting and master.leading
+                master.lease_until = max(master.lease_until, sent + timeout * LEASE_FRACTION)
+                if lapsed and master.acting:
+                    log.info("ZooKeeper session confirmed again: acting")
+                    master.kick_allocation()
+            elif master.leading and not master.acting:
+                log.warning("ZooKeeper session not confirmed for %.2f s: not acting", timeout)
+            await asyncio.sleep(max(0.0, sent + period - time.monotonic()))
+
     # ------------------------------------------------------------------ supervisor
     async def _supervise_loop(self) -> None:
         while True:
@@ -259,13 +303,13 @@ class MasterDaemon:
         if server is None or server.node is None or self.stopping.is_set():
             return
         if not self.is_zk_leader():
-            if master.acting:
+            if master.leading:
                 master.stop_acting("ZooKeeper no longer names this master leader")
             return
         self._was_zk_leader = True
         node = server.node
         if node.role == Role.LEADER:
-            if master.acting:
+            if master.leading:
                 return
             if self._elected_term == node.term:
                 master.start_acting()
@@ -274,7 +318,7 @@ class MasterDaemon:
                     self._write_elected(node.term)
                 )
             return
-        if master.acting:
+        if master.leading:
             master.stop_acting("lost the registry quorum")
         now = time.monotonic()
         if node.role == Role.FOLLOWER and now - self._last_campaign >= CAMPAIGN_RETRY:

@@ -236,6 +236,54 @@ class ZkElection:
         self.loop.call_soon_threadsafe(self.on_leader, info, is_me)
         return True
 
+    async def round_trip(self, timeout: float) -> bool:
+        """One request answered by the ZooKeeper server within ``timeout`` seconds:
+        proof that our session was alive when the server got it (kazoo's asynchronous
+        API: no thread of ours waits)."""
+        if self.state != "CONNECTED":
+            return False
+        loop = self.loop
+        done: asyncio.Future[bool] = loop.create_future()
+
+        def answered(result: Any) -> None:  # kazoo thread
+            ok = result.successful()
+
+            def settle() -> None:
+                if not done.done():
+                    done.set_result(ok)
+
+            loop.call_soon_threadsafe(settle)
+
+        try:
+            self.zk.exists_async(self.url.path).rawlink(answered)
+            return await asyncio.wait_for(done, timeout)
+        except Exception:  # TimeoutError, or kazoo refusing while disconnected
+            return False
+
+    async def read_leader(self) -> tuple[dict[str, Any] | None, bool]:
+        """Read the leading znode now: (its MasterInfo or None, whether it is ours).
+
+        Only an answer for the caller: the watch stays the one source of
+        ``leader_node`` (a read that raced a watch event could otherwise leave an
+        older view in place)."""
+
+        def read() -> tuple[dict[str, Any] | None, bool]:
+            while True:
+                lowest = leader_child(self.zk.get_children(self.url.path))
+                if lowest is None:
+                    return None, False
+                try:
+                    data, _ = self.zk.get(f"{self.url.path}/{lowest}")
+                except NoNodeError:
+                    continue  # gone meanwhile: read again
+                try:
+                    info = json.loads(data)
+                except ValueError:
+                    info = None
+                return info, lowest == self.my_node
+
+        return await asyncio.to_thread(read)
+
     def is_leader(self) -> bool:
         """Our znode is the lowest and our session is connected right now."""
         return (
