@@ -37,6 +37,7 @@ from paddock.agent.status_updates import (
     StatusUpdateManager,
     TaskKey,
 )
+from paddock.agent.supervised import SupervisedTask
 from paddock.agent.tasks import AdoptedProcess, TaskProcess
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class Task:
     sandbox: Path
     state: str = "TASK_STAGING"
     statuses: list[dict[str, Any]] = field(default_factory=list)
-    process: TaskProcess | AdoptedProcess | None = None
+    process: SupervisedTask | TaskProcess | AdoptedProcess | None = None
     runner: asyncio.Task[None] | None = None
     pid: int | None = None
     kill_requested: bool = False

@@ -1,7 +1,9 @@
 """One task's life on the agent: fetch, launch, (health checks), wait, report.
 
-``TASK_STARTING`` -> fetch ``command.uris`` -> cgroups -> spawn -> ``TASK_RUNNING`` ->
-exit -> ``TASK_FINISHED`` / ``TASK_FAILED`` / ``TASK_KILLED``.  Every step that can fail
+``TASK_STARTING`` -> fetch ``command.uris`` -> cgroups -> spawn (by the task's own
+supervisor, forked by the agent's zygote: :mod:`paddock.agent.supervisor`) ->
+``TASK_RUNNING`` -> exit (the supervisor's outcome file) -> ``TASK_FINISHED`` /
+``TASK_FAILED`` / ``TASK_KILLED``.  Every step that can fail
 ends the task with a terminal update naming why; a kill requested at any point is
 honoured at the next step.
 """
@@ -11,24 +13,56 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
+from pathlib import Path
 
 from paddock.agent.daemon import Agent, Task
 from paddock.agent.fetcher import FetchError, fetch_uris
 from paddock.agent.healthcheck import HealthCheck, HealthChecker, parse_health_check
-from paddock.agent.recovery_util import proc_start_ticks
+from paddock.agent.supervised import SupervisedTask
 from paddock.agent.tasks import (
     AdoptedProcess,
     LaunchError,
-    TaskProcess,
     command_spec,
     describe_exit,
     task_environment,
     task_scalar,
 )
+from paddock.agent.zygote import Zygote
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_task_process", "watch_adopted"]
+__all__ = [
+    "close_zygote",
+    "outcome_path",
+    "report_outcome",
+    "run_task_process",
+    "watch_adopted",
+    "watch_supervised",
+    "zygote_for",
+]
+
+_zygotes: weakref.WeakKeyDictionary[Agent, Zygote] = weakref.WeakKeyDictionary()
+
+
+def zygote_for(agent: Agent) -> Zygote:
+    """The agent's task zygote (started on first use, restarted when it died)."""
+    zygote = _zygotes.get(agent)
+    if zygote is None:
+        zygote = _zygotes[agent] = Zygote()
+    return zygote
+
+
+def close_zygote(agent: Agent) -> None:
+    """Stop the agent's zygote (at shutdown); supervisors and tasks are not affected."""
+    zygote = _zygotes.pop(agent, None)
+    if zygote is not None:
+        zygote.close()
+
+
+def outcome_path(agent: Agent, task: Task) -> Path:
+    """Where the task's supervisor records how it ended (next to its checkpoint)."""
+    return agent.store.task_dir(task.framework_id, task.task_id) / f"outcome-{task.run_id}.json"
 
 
 async def _watch_health(
@@ -113,7 +147,9 @@ async def _run(agent: Agent, task: Task) -> None:
                 task_scalar(task.info, "cpus"),
                 task_scalar(task.info, "mem"),
             )
-        proc = TaskProcess(spec, task.sandbox, env, cgroup)
+        proc = SupervisedTask(
+            spec, task.sandbox, env, outcome_path(agent, task), cgroup, zygote_for(agent)
+        )
         task.process = proc
         await proc.start()
     except LaunchError as exc:
@@ -127,8 +163,7 @@ async def _run(agent: Agent, task: Task) -> None:
             await asyncio.to_thread(task.process.cgroup.destroy)
         return
     task.pid = proc.pid
-    assert task.pid is not None
-    agent.checkpoint_task(task, pid=task.pid, start_ticks=proc_start_ticks(task.pid))
+    agent.checkpoint_task(task, **proc.checkpoint_fields())
     checker: asyncio.Task[None] | None = None
     unhealthy: list[str] = []
     if task.kill_requested:
@@ -138,7 +173,7 @@ async def _run(agent: Agent, task: Task) -> None:
         if health is not None:
             checker = asyncio.create_task(_watch_health(agent, task, health, env, unhealthy))
     try:
-        rc = await proc.wait()
+        await proc.wait()
     finally:
         if checker is not None:
             checker.cancel()
@@ -153,16 +188,54 @@ async def _run(agent: Agent, task: Task) -> None:
             healthy=False,
         )
         return
-    oom = proc.oom_killed
-    outcome = describe_exit(rc, killed=proc.kill_requested and not oom, oom=oom)
-    source = "SOURCE_AGENT" if outcome.reason == "REASON_CONTAINER_LIMITATION_MEMORY" else None
-    agent.report_status(
-        task,
-        outcome.state,
-        source=source or "SOURCE_EXECUTOR",
-        reason=outcome.reason,
-        message=outcome.message,
-    )
+    report_outcome(agent, task, proc)
+
+
+def report_outcome(agent: Agent, task: Task, proc: SupervisedTask) -> None:
+    """The terminal update for a supervised task whose supervisor has ended."""
+    if task.terminal:
+        return
+    outcome = proc.outcome
+    rc = proc.returncode
+    if proc.oom_killed:
+        memory = outcome.memory if outcome is not None else None
+        ended = describe_exit(rc if rc is not None else -9, killed=False, oom=True, memory=memory)
+        agent.report_status(
+            task, ended.state, source="SOURCE_AGENT", reason=ended.reason, message=ended.message
+        )
+    elif rc is None:
+        problem = outcome.problem if outcome is not None else None
+        if proc.kill_requested:
+            agent.report_status(task, "TASK_KILLED", message="Command terminated by a kill")
+            return
+        agent.report_status(
+            task,
+            "TASK_FAILED",
+            source="SOURCE_AGENT",
+            reason="REASON_EXECUTOR_TERMINATED",
+            message=f"The task's outcome is unknown: {problem or 'no outcome'}",
+        )
+    else:
+        ended = describe_exit(rc, killed=proc.kill_requested)
+        agent.report_status(task, ended.state, reason=ended.reason, message=ended.message)
+
+
+async def watch_supervised(agent: Agent, task: Task, proc: SupervisedTask) -> None:
+    """Follow a task an earlier run of the agent launched (its supervisor is still
+    there, or has already recorded the outcome) to its end."""
+    try:
+        await proc.wait()
+        report_outcome(agent, task, proc)
+    except Exception as exc:
+        log.exception("task %s: watching the supervised task failed", task.task_id)
+        if not task.terminal:
+            agent.report_status(
+                task,
+                "TASK_FAILED",
+                source="SOURCE_AGENT",
+                reason="REASON_EXECUTOR_TERMINATED",
+                message=f"agent error while watching the task: {exc}",
+            )
 
 
 async def watch_adopted(agent: Agent, task: Task, proc: AdoptedProcess) -> None:

@@ -3,12 +3,16 @@
 * the agent id (``meta/agent.json``), so the agent re-registers as itself;
 * every checkpointed task with its status update stream: streams whose terminal update
   was acknowledged are dropped; tasks that ended are kept until acknowledged;
-* tasks that were live when the earlier run died (kill -9, crash): their process was
-  started by that run. With ``--recover=reconnect`` a process that is still there (same
-  pid *and* start time) is reattached: watched through a pidfd, killable by process
-  group, its cgroups kept; as it is not our child, its exit status is unknown when it
-  ends. With ``--recover=cleanup``, or when the process is gone, the process group is
-  killed and the task reported ``TASK_LOST`` with ``REASON_AGENT_RESTARTED``;
+* tasks that were live when the earlier run died (kill -9, crash).  Each runs under its
+  own supervisor (:mod:`paddock.agent.supervisor`), which outlives the agent.  With
+  ``--recover=reconnect`` a supervisor that is still there (same pid *and* start time)
+  is reconnected to: the task stays RUNNING, is killable, and its real exit status is
+  reported when it ends; its cgroups are kept.  A task that ended while the agent was
+  down is reported with the outcome its supervisor recorded.  With
+  ``--recover=cleanup`` the task's process group is killed and the task reported
+  ``TASK_LOST`` with ``REASON_AGENT_RESTARTED``; so is a task whose supervisor vanished
+  without recording an outcome.  (Checkpoints of agents before supervisors, with only a
+  pid, are reattached through a pidfd, exit status unknown.)
 * leftover task cgroups (destroyed unless adopted) and sandboxes (handed to the garbage
   collector).
 
@@ -29,6 +33,7 @@ from paddock.agent.containerizers import task_kind
 from paddock.agent.daemon import Agent, Task
 from paddock.agent.docker_recovery import recover_container_task, remove_orphan_containers
 from paddock.agent.recovery_util import proc_start_ticks
+from paddock.agent.supervised import SupervisedTask
 from paddock.agent.tasks import AdoptedProcess
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,9 @@ async def recover_agent(agent: Agent) -> None:
         log.warning("cgroups unavailable, tasks run without limits: %s", agent.cgroups.reason)
     else:
         log.info("cgroups: %s under %s", sorted(agent.cgroups.controllers), "paddock")
+    from paddock.agent.launcher import zygote_for
+
+    zygote_for(agent).start()  # forks the task supervisors (see supervisor)
     saved = agent.store.load_agent()
     if saved and isinstance(saved.get("agent_id"), str):
         agent.agent_id = saved["agent_id"]
@@ -56,9 +64,19 @@ async def recover_agent(agent: Agent) -> None:
         if name is not None:
             adopted.add(name)
     await remove_orphan_containers(agent)  # Docker containers no live task owns
-    for group in agent.cgroups.leftovers(keep=frozenset(adopted)):
+    # Only cgroups of runs this work dir knows: other agents on the machine (tests run
+    # many) share the cgroup root, and their tasks are not ours to kill.
+    ours = await asyncio.to_thread(_run_ids, agent.config.work_dir)
+    for group in agent.cgroups.leftovers(keep=frozenset(adopted), runs=ours):
         await asyncio.to_thread(group.destroy)
     agent.gc.scan()
+
+
+def _run_ids(work_dir: Path) -> frozenset[str]:
+    """The run ids of every sandbox under ``work_dir`` (a task's cgroup is named
+    ``<framework>.<task>.<run id>`` and its sandbox exists before it gets a process)."""
+    runs = work_dir.glob("slaves/*/frameworks/*/executors/*/runs/*")
+    return frozenset(p.name for p in runs if p.name != "latest")
 
 
 async def _recover_task(
@@ -92,6 +110,9 @@ async def _recover_task(
     if task_kind(task.info) == "docker":  # a container, not a process: docker_recovery
         await recover_container_task(agent, task, rec)
         return None
+    if isinstance(rec.get("supervisor_pid"), int) and isinstance(rec.get("outcome"), str):
+        return _recover_supervised(agent, task, rec)
+    # A checkpoint of an older agent (the process was its child; no supervisor).
     pid, ticks = rec.get("pid"), rec.get("start_ticks")
     alive = isinstance(pid, int) and ticks is not None and proc_start_ticks(pid) == ticks
     if alive and agent.config.recover == "reconnect" and hasattr(os, "pidfd_open"):
@@ -112,6 +133,62 @@ async def _recover_task(
             f"The agent restarted (--recover={agent.config.recover}) and "
             + ("killed the task's process" if alive else "found the task's process gone")
         ),
+    )
+    return None
+
+
+def _recover_supervised(agent: Agent, task: Task, rec: dict[str, Any]) -> str | None:
+    """A task run by its own supervisor: reconnect to it, report how it ended while the
+    agent was down, or (``--recover=cleanup``) kill it; the cgroup name when kept."""
+    from paddock.agent.launcher import report_outcome, watch_supervised
+
+    name = f"{task.framework_id}.{task.task_id}.{task.run_id}"
+    group = agent.cgroups.existing(name) if agent.cgroups.available else None
+    proc = SupervisedTask.reattach(rec, task.sandbox, group if group and group.paths else None)
+    if proc.supervisor_alive():
+        if agent.config.recover == "reconnect":
+            task.process = proc
+            task.pid = proc.pid
+            log.info(
+                "reconnected to task %s (supervisor %s, process group %s)",
+                task.task_id,
+                proc.supervisor_pid,
+                proc.pid,
+            )
+            if task.state == "TASK_STARTING":  # spawned before TASK_RUNNING was recorded
+                agent.report_status(
+                    task, "TASK_RUNNING", message="Reconnected after an agent restart"
+                )
+            task.runner = asyncio.create_task(
+                watch_supervised(agent, task, proc), name=f"task-{task.task_id}"
+            )
+            return name
+        log.warning(
+            "killing task %s's process group %s left by a previous run", task.task_id, proc.pid
+        )
+        proc.kill_now()  # its supervisor records the end and exits
+        agent.report_status(
+            task,
+            "TASK_LOST",
+            source="SOURCE_AGENT",
+            reason="REASON_AGENT_RESTARTED",
+            message="The agent restarted (--recover=cleanup) and killed the task's process",
+        )
+        return None
+    outcome = proc.load_outcome()
+    if outcome.problem is None:  # it ended while the agent was down
+        log.info(
+            "task %s ended while the agent was down (status %s)", task.task_id, proc.returncode
+        )
+        report_outcome(agent, task, proc)
+        return None
+    proc.kill_now()  # no supervisor any more: nobody would report it
+    agent.report_status(
+        task,
+        "TASK_LOST",
+        source="SOURCE_AGENT",
+        reason="REASON_AGENT_RESTARTED",
+        message=f"The agent restarted and found the task's supervisor gone; {outcome.problem}",
     )
     return None
 

@@ -94,6 +94,9 @@ class AgentServer:
 
     async def stop(self, unregister: bool = False) -> None:
         await self.agent.kill_all(timeout=self.config.default_kill_grace + 5.0)
+        from paddock.agent.launcher import close_zygote
+
+        close_zygote(self.agent)  # the task zygote (supervisors are gone with their tasks)
         await self.agent.store.deferred.sync()  # the final updates are durable, sent or not
         # Give the final updates a moment to reach the master (they stay checkpointed).
         await self.link.flush_calls(timeout=1.0)

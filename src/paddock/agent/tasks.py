@@ -37,6 +37,7 @@ __all__ = [
     "TaskProcess",
     "command_spec",
     "describe_exit",
+    "memory_limit_message",
     "task_environment",
     "task_ports",
 ]
@@ -167,11 +168,37 @@ class ExitOutcome:
     exit_code: int | None = None
 
 
-def describe_exit(returncode: int, *, killed: bool, oom: bool = False) -> ExitOutcome:
+def mesos_bytes(n: int) -> str:
+    """Bytes as Mesos prints them: the largest unit that loses nothing (``64MB``)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n == 0 or n % 1024 != 0:
+            return f"{n}{unit}"
+        n //= 1024
+    return f"{n}TB"
+
+
+def memory_limit_message(memory: Mapping[str, Any] | None) -> str:
+    """Mesos's message for a task its memory limit killed."""
+    memory = memory or {}
+    limit, peak = memory.get("limit_bytes"), memory.get("max_usage_bytes")
+    if not isinstance(limit, int) or not isinstance(peak, int):
+        return "Memory limit exceeded: the task was killed by the OOM killer"
+    msg = (
+        f"Memory limit exceeded: Requested: {mesos_bytes(limit)} Maximum Used: {mesos_bytes(peak)}"
+    )
+    stat = memory.get("stat")
+    if isinstance(stat, dict) and stat:
+        msg += "\n\nMEMORY STATISTICS: \n" + "\n".join(f"{k} {v}" for k, v in stat.items())
+    return msg
+
+
+def describe_exit(
+    returncode: int, *, killed: bool, oom: bool = False, memory: Mapping[str, Any] | None = None
+) -> ExitOutcome:
     if oom:
         return ExitOutcome(
             "TASK_FAILED",
-            "Memory limit exceeded: the task was killed by the OOM killer",
+            memory_limit_message(memory),
             "REASON_CONTAINER_LIMITATION_MEMORY",
             returncode,
         )
