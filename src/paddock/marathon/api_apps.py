@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
@@ -26,6 +27,7 @@ from paddock.marathon.api_common import (
     json_object,
     raw_body,
 )
+from paddock.marathon.api_render import AppJsonCache, OrjsonResponse, object_with, tasks_json
 from paddock.marathon.models import (
     AppDefinition,
     InvalidJson,
@@ -40,6 +42,7 @@ from paddock.marathon.service import MarathonService, NotFound
 from paddock.marathon.validation import checked_app
 
 router = APIRouter(tags=["apps"])
+APP_JSON = AppJsonCache()
 ServiceDep = Depends(get_service)
 BodyDep = Depends(raw_body)
 
@@ -59,22 +62,37 @@ def render_app(
     Counts and deployments are always included (as Marathon does); a single-app GET also
     includes tasks and the last task failure.
     """
-    out = app.to_json()
+    out: dict[str, Any] = orjson.loads(APP_JSON.get(app))
+    for key, value in _app_extras(service, app, embed, single):
+        out[key] = orjson.loads(value)
+    return out
+
+
+def render_app_json(service: MarathonService, app: AppDefinition, embed: set[str]) -> bytes:
+    """:func:`render_app`, encoded, from cached fragments (the ``/v2/apps`` listing)."""
+    return object_with(APP_JSON.get(app), _app_extras(service, app, embed, False))
+
+
+def _app_extras(
+    service: MarathonService, app: AppDefinition, embed: set[str], single: bool
+) -> list[tuple[str, bytes]]:
     counts = service.core.task_counts(app.id)
-    out["tasksStaged"] = counts.staged
-    out["tasksRunning"] = counts.running
-    out["tasksHealthy"] = counts.healthy
-    out["tasksUnhealthy"] = counts.unhealthy
-    out["deployments"] = [{"id": d} for d in service.deployments_of(app.id)]
+    extra = [
+        ("tasksStaged", b"%d" % counts.staged),
+        ("tasksRunning", b"%d" % counts.running),
+        ("tasksHealthy", b"%d" % counts.healthy),
+        ("tasksUnhealthy", b"%d" % counts.unhealthy),
+        ("deployments", orjson.dumps([{"id": d} for d in service.deployments_of(app.id)])),
+    ]
     if single or "apps.tasks" in embed:
-        out["tasks"] = [t.to_json() for t in service.core.tasks(app.id)]
+        extra.append(("tasks", tasks_json(service.core.tasks(app.id))))
     if single or "apps.lastTaskFailure" in embed or "apps.failures" in embed:
         failure = service.store.task_failure(app.id)
         if failure is not None:
-            out["lastTaskFailure"] = failure.to_json()
+            extra.append(("lastTaskFailure", orjson.dumps(failure.to_json())))
     if "apps.readiness" in embed:
-        out["readinessCheckResults"] = []
-    return out
+        extra.append(("readinessCheckResults", b"[]"))
+    return extra
 
 
 _SELECTOR = re.compile(
@@ -126,20 +144,23 @@ def list_apps(
         [], description="apps.tasks, apps.counts, apps.deployments, apps.lastTaskFailure, ..."
     ),
     service: MarathonService = ServiceDep,
-) -> JSONResponse:
+) -> Response:
     """All apps (counts and deployments included), optionally filtered."""
     wanted = embeds(request)
     match = label_matcher(label) if label else None
     apps = []
-    for app in sorted(service.root.apps.values(), key=lambda a: a.id):
+    every = service.root.apps
+    for app_id in sorted(every):
+        app = every[app_id]
         if cmd and (app.cmd is None or cmd not in app.cmd):
             continue
         if id and id.lower() not in app.id:
             continue
         if match and not match(app.labels):
             continue
-        apps.append(render_app(service, app, wanted))
-    return JSONResponse({"apps": apps})
+        apps.append(render_app_json(service, app, wanted))
+    APP_JSON.prune(len(every))
+    return OrjsonResponse(b'{"apps":[' + b",".join(apps) + b"]}")
 
 
 @router.post(
@@ -254,7 +275,7 @@ def app_tasks(app_id: str, request: Request, service: MarathonService = ServiceD
     app = _app_or_404(service, app_id)
     if wants_text(request):
         return PlainTextResponse(tasks_text(service, [app]))
-    return JSONResponse({"tasks": [t.to_json() for t in service.core.tasks(app.id)]})
+    return OrjsonResponse(b'{"tasks":' + tasks_json(service.core.tasks(app.id)) + b"}")
 
 
 def _kill_response(result: Any, single: Task | None = None) -> JSONResponse:

@@ -29,6 +29,7 @@ from paddock.marathon.api_common import (
     json_object,
     raw_body,
 )
+from paddock.marathon.api_render import OrjsonResponse, tasks_json
 from paddock.marathon.events import EVENT_TYPES
 from paddock.marathon.models import InvalidJson, Violation, canonical_path
 from paddock.marathon.planner import DeploymentPlan
@@ -100,7 +101,7 @@ def list_tasks(
     for s in status:
         wanted |= STATUS_STATES.get(s.lower(), {f"TASK_{s.upper()}"})
     tasks = [t for t in service.core.tasks() if not wanted or t.state in wanted]
-    return JSONResponse({"tasks": [t.to_json() for t in tasks]})
+    return OrjsonResponse(b'{"tasks":' + tasks_json(tasks) + b"}")
 
 
 @router.post(

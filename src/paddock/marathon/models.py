@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -575,6 +576,10 @@ class Task(MarathonModel):
     region: str | None = None
     zone: str | None = None
     role: str | None = None
+
+    def json_bytes(self) -> bytes:
+        """The JSON of :meth:`to_json`, encoded (the scheduler's tasks cache it)."""
+        return orjson.dumps(self.to_json())
 
 
 class TaskFailure(MarathonModel):

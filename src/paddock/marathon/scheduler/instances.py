@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from paddock.marathon.models import Task
 from paddock.marathon.planner import DeploymentPlan
 
@@ -31,7 +33,7 @@ class TrackedTask(Task):
     (:func:`changed_task`), so the rendering stays valid. ``GET /v2/apps?embed=apps.tasks``
     over 10,000 tasks would otherwise spend most of its time in pydantic serialisation."""
 
-    __slots__ = ("_rendered",)  # not a field, not copied by model_copy
+    __slots__ = ("_encoded", "_rendered")  # not fields, not copied by model_copy
 
     def to_json(self) -> dict[str, Any]:
         try:
@@ -40,6 +42,14 @@ class TrackedTask(Task):
             rendered = super().to_json()
             object.__setattr__(self, "_rendered", rendered)
         return dict(rendered)  # a shallow copy: callers may add keys
+
+    def json_bytes(self) -> bytes:
+        try:
+            encoded: bytes = object.__getattribute__(self, "_encoded")
+        except AttributeError:
+            encoded = orjson.dumps(self.to_json())
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
 
 
 def tracked(task: Task) -> TrackedTask:
