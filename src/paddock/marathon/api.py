@@ -157,16 +157,22 @@ async def _proxy(request: Request, leader: str, settings: ApiSettings) -> Respon
     if client is None:  # lifespan did not run (e.g. an in-process ASGI transport)
         client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
         request.app.state.proxy_client = client
-    url = f"http://{leader}{request.url.path}"
+    # The path as the client sent it (still percent-encoded): the decoded one may hold
+    # characters no URL can carry (httpx.InvalidURL, once a 500 found by fuzzing).
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    url = f"http://{leader}{raw_path.split(b'?', 1)[0].decode('latin-1')}"
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
     headers[VIA_HEADER] = f"1.1 {settings.hostname}:{settings.http_port}"
-    upstream = client.build_request(
-        request.method,
-        url,
-        params=list(request.query_params.multi_items()),
-        headers=headers,
-        content=await request.body(),
-    )
+    try:
+        upstream = client.build_request(
+            request.method,
+            url,
+            params=list(request.query_params.multi_items()),
+            headers=headers,
+            content=await request.body(),
+        )
+    except httpx.InvalidURL as exc:
+        return JSONResponse({"message": f"Cannot forward this request: {exc}"}, 400)
     try:
         answer = await client.send(upstream, stream=True)
     except httpx.HTTPError as exc:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadArgumentsError, BadVersionError, NodeExistsError, NoNodeError
 
 from paddock.marathon.groups import RootGroup
 from paddock.marathon.models import AppDefinition, Task, TaskFailure, task_id_prefix
@@ -57,6 +57,15 @@ class StoreCorrupt(RuntimeError):
 def app_key(app_id: str) -> str:
     """One znode name per app id ("/ocfweb/web" -> "ocfweb_web")."""
     return task_id_prefix(app_id)
+
+
+def _child_name(name: str) -> bool:
+    """Whether a client-given name (a version from a URL or body) can name one child znode.
+
+    An empty name would address the parent itself, one with "/" a deeper node, and kazoo
+    refuses "." and ".." (ValueError); names the server refuses (control characters)
+    raise BadArgumentsError, which the readers below turn into "not found" as well."""
+    return bool(name) and "/" not in name and name not in (".", "..")
 
 
 def key_app(key: str) -> str:
@@ -144,9 +153,11 @@ class MarathonStore:
 
     def _snapshot(self, version: str) -> dict[str, Any]:
         if version not in self._snapshots:
+            if not _child_name(version):
+                raise KeyError(f"no root version {version}")
             try:
                 data, _ = self.client.get(self._p("groups", version))
-            except NoNodeError as exc:
+            except (NoNodeError, BadArgumentsError) as exc:
                 raise KeyError(f"no root version {version}") from exc
             self._snapshots[version] = json.loads(zlib.decompress(data).decode())
         return self._snapshots[version]
@@ -155,18 +166,23 @@ class MarathonStore:
 
     def app_versions(self, app_id: str) -> list[str]:
         """Stored versions of an app, newest first (empty if none)."""
+        key = app_key(app_id)
+        if not _child_name(key):
+            return []
         try:
-            children = self.client.get_children(self._p("app-versions", app_key(app_id)))
-        except NoNodeError:
+            children = self.client.get_children(self._p("app-versions", key))
+        except (NoNodeError, BadArgumentsError):
             return []
         return sorted(children, reverse=True)
 
     def app_version(self, app_id: str, version: str) -> AppDefinition | None:
         key = (app_id, version)
         if key not in self._apps:
+            if not (_child_name(version) and _child_name(app_key(app_id))):
+                return None
             try:
                 data, _ = self.client.get(self._p("app-versions", app_key(app_id), version))
-            except NoNodeError:
+            except (NoNodeError, BadArgumentsError):
                 return None
             self._apps[key] = AppDefinition.model_validate(json.loads(data.decode()))
         return self._apps[key]
