@@ -167,6 +167,19 @@ async def test_launch_subscribe_update_acknowledge_kill_shutdown(tmp_path, fake_
             launch2 = await ex.next_event()
             assert launch2["launch"]["task"]["task_id"] == {"value": "t2"}
             assert len(list(run.sandbox.parent.iterdir())) == 1
+            async with httpx.AsyncClient() as client:
+                base = f"http://127.0.0.1:{server.config.port}"
+                state = (await client.get(f"{base}/state")).json()
+                op = await client.post(f"{base}/api/v1", json={"type": "GET_EXECUTORS"})
+            (fw,) = state["frameworks"]
+            (entry,) = fw["executors"]
+            assert entry["id"] == "ex-1" and entry["directory"] == str(run.sandbox)
+            assert entry["pid"] == run.pid and entry["name"] == "test executor"
+            assert sorted(t["id"] for t in entry["tasks"]) == ["t1", "t2"]
+            assert {t["executor_id"] for t in entry["tasks"]} == {"ex-1"}
+            (ex_info,) = op.json()["get_executors"]["executors"]
+            assert ex_info["executor_info"]["executor_id"] == {"value": "ex-1"}
+            assert ex_info["executor_info"]["type"] == "CUSTOM"
 
             resp, running_uuid = await ex.update("t1", "TASK_RUNNING", message="up")
             assert resp.status_code == 202, resp.text

@@ -142,6 +142,7 @@ def operator_answer(agent: Agent, kind: str) -> dict[str, Any] | None:
             "frameworks": [{"framework_info": info} for info in agent.frameworks.values()],
         }
     if kind == "GET_EXECUTORS":
+        custom = [{"executor_info": run.info} for run in agent.executors.runs.values()]
         return {
             "executors": [
                 {
@@ -152,7 +153,9 @@ def operator_answer(agent: Agent, kind: str) -> dict[str, Any] | None:
                     }
                 }
                 for t in agent.tasks.values()
+                if t.executor_id == t.task_id
             ]
+            + custom
         }
     if kind == "GET_STATE":
         return {

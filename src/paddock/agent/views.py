@@ -9,6 +9,7 @@ id is the task id.  We add ``cgroups`` (whether limits are enforced and why not)
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from paddock import __version__
@@ -61,7 +62,7 @@ def _classic_task(agent: Agent, task: Task) -> dict[str, Any]:
         "id": task.task_id,
         "name": task.info.get("name", task.task_id),
         "framework_id": task.framework_id,
-        "executor_id": task.task_id,
+        "executor_id": task.executor_id,
         "slave_id": agent.agent_id or "",
         "state": task.state,
         "resources": flat_resources(task_resources(task)),
@@ -118,10 +119,20 @@ def state_json(agent: Agent) -> dict[str, Any]:
             "pid": task.pid,
         }
 
+    custom = _custom_executors(agent)
     for task in agent.tasks.values():
+        if _in_custom(agent, custom, task):
+            continue
         fw_entry(task.framework_id)["executors"].append(executor(task))
     for task in agent.completed:
+        if _in_custom(agent, custom, task):
+            continue
         fw_entry(task.framework_id)["completed_executors"].append(executor(task))
+    for entry, running in custom.values():
+        del entry["_queued"]
+        fw_entry(entry["framework_id"])["executors" if running else "completed_executors"].append(
+            entry
+        )
     live = [fw for fw in frameworks.values() if fw["executors"]]
     completed = [fw for fw in frameworks.values() if not fw["executors"]]
     return {
@@ -148,6 +159,53 @@ def state_json(agent: Agent) -> dict[str, Any]:
         "frameworks": live,
         "completed_frameworks": completed,
     }
+
+
+def _custom_executors(agent: Agent) -> dict[Path, tuple[dict[str, Any], bool]]:
+    """Custom executor runs (running and recently ended), keyed by sandbox, with their
+    tasks filled in later; the flag says whether the executor still runs."""
+    out: dict[Path, tuple[dict[str, Any], bool]] = {}
+    manager = agent.executors
+    runs = [(r, False) for r in manager.completed] + [(r, True) for r in manager.runs.values()]
+    for run, running in runs:
+        entry = {
+            "id": run.executor_id,
+            "name": run.info.get("name", ""),
+            "source": run.info.get("source", ""),
+            "framework_id": run.framework_id,
+            "container": run.container_id,
+            "directory": str(run.sandbox),
+            "resources": flat_resources(_executor_resources(run.info)),
+            "tasks": [],
+            "queued_tasks": [],
+            "completed_tasks": [],
+            "pid": run.pid,
+            "state": run.state,
+            "_queued": set(run.queued),
+        }
+        out[run.sandbox] = (entry, running)
+    return out
+
+
+def _in_custom(agent: Agent, custom: dict[Path, tuple[dict[str, Any], bool]], task: Task) -> bool:
+    """Put ``task`` under its custom executor's entry if it has one; whether it did."""
+    found = custom.get(task.sandbox)
+    if found is None or found[0]["id"] != task.executor_id:
+        return False
+    entry = found[0]
+    if task.terminal:
+        kind = "completed_tasks"
+    else:
+        kind = "queued_tasks" if task.task_id in entry["_queued"] else "tasks"
+    entry[kind].append(_classic_task(agent, task))
+    return True
+
+
+def _executor_resources(info: dict[str, Any]) -> Resources:
+    try:
+        return Resources.from_json(info.get("resources") or [])
+    except ValueError:
+        return Resources()
 
 
 def metrics_snapshot(agent: Agent) -> dict[str, float]:
