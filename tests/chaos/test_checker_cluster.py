@@ -138,3 +138,13 @@ def test_two_leaders_is_caught_but_not_handover():
     assert two_leaders([a, b]) == []
     found = two_leaders([a, b, c, d])
     assert len(found) == 1 and "marathons on h3" in found[0].detail
+
+
+def test_fault_recovery_figures():
+    from paddock.chaos.runner_cluster import fault_recovery
+
+    faults = [{"start": 1.0, "end": 3.0}, {"start": 5.0, "end": 8.0}]
+    got = fault_recovery(faults, [0.5, 4.0, 9.5], 10.0)
+    assert got["after_fault_s"] == [1.0, 1.5]
+    assert got["after_fault_max_s"] == 1.5
+    assert got["longest_gap_s"] == 5.5

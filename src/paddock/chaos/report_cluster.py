@@ -45,6 +45,12 @@ def text(rr: ClusterRunResult) -> str:
         f"daemons that exited on their own (restarted, as a supervisor would): {len(exits)} "
         + ", ".join(f"{k} {n}" for k, n in sorted(_count(e["daemon"] for e in exits).items()))
     )
+    if fig.get("after_fault_max_s") is not None:
+        lines.append(
+            f"after each fault, the next acknowledged request: median "
+            f"{fig['after_fault_median_s']}s, max {fig['after_fault_max_s']}s; longest time "
+            f"without an acknowledged request: {fig['longest_gap_s']}s"
+        )
     rec = fig.get("recovery_s")
     lines.append(
         "converged after the faults stopped: "

@@ -13,6 +13,7 @@ and the history checked (:mod:`paddock.chaos.checker_cluster`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import signal
 import subprocess
@@ -196,6 +197,8 @@ def run_cluster(cfg: RunConfig) -> ClusterRunResult:
         {"t": round((m - start_ns / 1e9), 1), "host": h, "daemon": k, "code": c}
         for m, h, k, c in cluster.exits
     ]
+    oks = sorted(e["t"] / 1e9 for e in history if e["type"] == "ok")
+    figures.update(fault_recovery(faults, oks, cfg.time))
     figures["faults"] = len(faults)
     figures["operations"] = sum(1 for e in history if e["type"] == "invoke")
     figures["ok"] = sum(1 for e in history if e["type"] == "ok")
@@ -213,6 +216,27 @@ def run_cluster(cfg: RunConfig) -> ClusterRunResult:
     log(report_cluster.text(rr))
     logf.close()
     return rr
+
+
+def fault_recovery(
+    faults: list[dict[str, Any]], oks: list[float], duration: float
+) -> dict[str, Any]:
+    """Per fault: seconds from its end to the next acknowledged request (None: none
+    before the run's end); and the longest time without an acknowledged request."""
+    after = []
+    for f in faults:
+        end = f["end"] if f["end"] is not None else f["start"]
+        nxt = next((t for t in oks if t >= end), None)
+        after.append(None if nxt is None else round(nxt - end, 2))
+    times = [0.0, *(min(max(t, 0.0), duration) for t in oks), duration]
+    gap = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+    known = sorted(a for a in after if a is not None)
+    return {
+        "after_fault_s": after,
+        "after_fault_median_s": known[len(known) // 2] if known else None,
+        "after_fault_max_s": known[-1] if known else None,
+        "longest_gap_s": round(gap, 2),
+    }
 
 
 def outputs(out: Path) -> list[str]:
