@@ -238,3 +238,17 @@ def test_systemd_units_verify(tmp_path):
         [analyze, "verify", *copies], capture_output=True, text=True, timeout=60, check=False
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_keeper_metrics_port_from_zoo_cfg():
+    from paddock.keeper.config import ConfigError, parse_zoo_cfg
+
+    cfg = parse_zoo_cfg(
+        "dataDir=/tmp/x\nmetricsProvider.className=org.apache.zookeeper.metrics.prometheus."
+        "PrometheusMetricsProvider\nmetricsProvider.httpPort=7000\n"
+        "metricsProvider.httpHost=127.0.0.1\n"
+    )
+    assert (cfg.metrics_port, cfg.metrics_host) == (7000, "127.0.0.1")
+    assert parse_zoo_cfg("dataDir=/tmp/x\n").metrics_port == 0  # none unless asked for
+    with pytest.raises(ConfigError, match="httpPort"):
+        parse_zoo_cfg("dataDir=/tmp/x\nmetricsProvider.httpPort=70000\n")
