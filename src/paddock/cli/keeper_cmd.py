@@ -9,6 +9,7 @@ table of ``--config paddock.toml`` (see paddock.config_file).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
@@ -130,8 +131,8 @@ def keeper(
         uvloop.run(main())
     except ImportError:  # pragma: no cover
         asyncio.run(main())
-    except OSError as exc:  # a port in use, an unwritable data dir
-        typer.echo(f"error: cannot start keeper {cfg.my_id}: {exc}", err=True)
+    except OSError as exc:  # a port in use, an unwritable data dir (logged: JSON stays JSON)
+        logging.getLogger("paddock.keeper").error("cannot start keeper %d: %s", cfg.my_id, exc)
         status = 1
     finally:
         if profiler is not None and profile:
