@@ -224,3 +224,25 @@ def test_every_stderr_line_is_a_json_log_record(cluster):
                 pytest.fail(f"{name} wrote a line that is not JSON: {line!r}")
             assert isinstance(record, dict) and set(record) >= LOG_KEYS, (name, line)
             assert record["level"] in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def test_up_takes_its_settings_from_the_up_table(tmp_path):
+    """`paddock up --config FILE`: the [up] table sizes the cluster (1 of each here, the
+    defaults are 3/3/3/2) and detaches; PADDOCK_UP_* wins over it (no example app)."""
+    from cluster_cli import paddock, stop_cluster
+
+    work = tmp_path / "cluster"
+    cfg = tmp_path / "paddock.toml"
+    cfg.write_text(
+        f'[up]\nwork-dir = "{work}"\nkeepers = 1\nmasters = 1\nagents = 1\nmarathons = 1\n'
+        "detach = true\nexample = true\ntimeout = 150\n"
+    )
+    try:
+        r = paddock("up", "--config", str(cfg), env={"PADDOCK_UP_EXAMPLE": "false"}, timeout=200)
+        assert r.returncode == 0, r.stdout + r.stderr
+        endpoints = json.loads((work / "cluster.json").read_text())
+        kinds = ("keepers", "masters", "agents", "marathons")
+        assert {k: len(endpoints[k]) for k in kinds} == dict.fromkeys(kinds, 1)
+        assert "/hello" not in r.stdout  # `created /hello` when the example is deployed
+    finally:
+        stop_cluster(work)
