@@ -325,6 +325,22 @@ async def test_bad_calls_get_clear_errors_and_the_agent_stays_up(tmp_path, fake_
                 assert resp.status_code == 400 and "message.data" in resp.text
                 resp = await post({"type": "MESSAGE", **ids, "message": {"data": "aGk="}})
                 assert resp.status_code == 202
+                # ... goes to the master as FRAMEWORK_MESSAGE; the other way is MESSAGE.
+                sent = await fake_master.wait_for(
+                    lambda m: [c for c in m.calls if c["type"] == "FRAMEWORK_MESSAGE"]
+                )
+                assert sent[0]["framework_message"] == {
+                    "framework_id": {"value": FW},
+                    "executor_id": {"value": "ex-1"},
+                    "data": "aGk=",
+                }
+                fake_master.send(
+                    {
+                        "type": "FRAMEWORK_MESSAGE",
+                        "framework_message": {**ids, "data": "aG8="},
+                    }
+                )
+                assert await ex.next_event() == {"type": "MESSAGE", "message": {"data": "aG8="}}
                 # None of that reached the master; a good update still works.
                 assert fake_master.updates("t1") == []
                 resp, _ = await ex.update("t1", "TASK_RUNNING")

@@ -11,6 +11,7 @@ left running.
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 import threading
@@ -29,6 +30,7 @@ from .conftest import unavailable_reason  # noqa: E402
 pytestmark = pytest.mark.timeout(150)
 
 EXECUTOR_SCRIPT = """
+import base64
 import os
 import sys
 import threading
@@ -53,6 +55,10 @@ class ScriptExecutor(Executor):
 
         threading.Thread(target=run, daemon=True).start()
 
+    def frameworkMessage(self, driver, message):
+        text = base64.b64decode(message).decode()
+        driver.sendFrameworkMessage(base64.b64encode(("re: " + text).encode()).decode())
+
     def killTask(self, driver, task_id):
         driver.sendStatusUpdate({"task_id": task_id, "state": "TASK_KILLED"})
 
@@ -73,6 +79,7 @@ class ExecutorScheduler(pymesos.Scheduler):
         self.states: dict[str, list[str]] = {}
         self.updates: list[dict[str, Any]] = []
         self.launched = False
+        self.messages: list[tuple[Any, Any, str]] = []
 
     def resourceOffers(self, driver: Any, offers: list[Any]) -> None:
         for offer in offers:
@@ -104,6 +111,10 @@ class ExecutorScheduler(pymesos.Scheduler):
                 for tid in ("exec-a", "exec-b")
             ]
             driver.launchTasks(offer["id"], tasks, {"refuse_seconds": 60})
+
+    def frameworkMessage(self, driver: Any, executor_id: Any, agent_id: Any, data: str) -> None:
+        with self.lock:
+            self.messages.append((executor_id, agent_id, base64.b64decode(data).decode()))
 
     def statusUpdate(self, driver: Any, update: Any) -> None:
         with self.lock:
@@ -168,6 +179,13 @@ def test_pymesos_executor_runs_tasks_of_a_pymesos_scheduler(tmp_path: Path) -> N
         assert "finished exec-a" in stdout and "finished exec-b" in stdout
         executor_pid = int(pidfile.read_text())
         assert _alive(executor_pid)
+
+        # Framework messages both ways: scheduler -> executor -> scheduler.
+        agent_id = sched.updates[0]["agent_id"]
+        ping = base64.b64encode(b"ping").decode()
+        driver.sendFrameworkMessage({"value": "pyexec"}, agent_id, ping)
+        wait_until(lambda: sched.messages, 30, "the executor's reply")
+        assert sched.messages == [({"value": "pyexec"}, agent_id, "re: ping")]
 
         # Tearing the framework down shuts the executor down.
         driver.stop()

@@ -27,10 +27,12 @@ Mesos semantics (``src/slave/slave.cpp``), kept where they matter to a framework
   tasks whose kill had been asked; ``REASON_EXECUTOR_REGISTRATION_TIMEOUT`` after a
   registration timeout).
 
-Not done (yet): cgroup limits for executors, LAUNCH_GROUP, framework messages in either
-direction (the agent <-> master protocol carries none), and re-subscription of
-executors across an agent restart (their tasks are then handled by ``recovery`` as
-process tasks: watched, or killed and ``TASK_LOST``).
+Framework messages go both ways through the master (``FRAMEWORK_MESSAGE`` in
+``docs/agent-protocol.md``), unreliably as in Mesos.  After an agent restart
+(``--recover=reconnect``) an executor that is still running keeps its tasks if it
+re-subscribes within :data:`~paddock.agent.executor_run.EXECUTOR_REREGISTRATION_TIMEOUT`.
+
+Not done: cgroup limits for executors, LAUNCH_GROUP, protobuf.
 """
 
 from __future__ import annotations
@@ -588,13 +590,30 @@ class ExecutorManager:
         )
 
     def message(self, run: ExecutorRun, data: str) -> None:
-        log.info(
-            "executor %s of %s sent a framework message (%d bytes, base64); dropped: "
-            "the agent protocol does not carry framework messages",
-            run.executor_id,
-            run.framework_id,
-            len(data),
+        """Executor -> scheduler (through the master; no delivery guarantee)."""
+        self.agent.send_call(
+            {
+                "type": "FRAMEWORK_MESSAGE",
+                "framework_message": {
+                    "framework_id": {"value": run.framework_id},
+                    "executor_id": {"value": run.executor_id},
+                    "data": data,
+                },
+            }
         )
+
+    def framework_message(self, body: dict[str, Any]) -> None:
+        """Scheduler -> executor (``MESSAGE`` event); dropped if it is not subscribed."""
+        fw = (body.get("framework_id") or {}).get("value")
+        ex = (body.get("executor_id") or {}).get("value")
+        data = body.get("data")
+        run = self.runs.get((str(fw), str(ex)))
+        if (
+            not isinstance(data, str)
+            or run is None
+            or not run.send({"type": "MESSAGE", "message": {"data": data}})
+        ):
+            log.info("dropping a framework message for executor %s of %s", ex, fw)
 
     # ------------------------------------------------------------------ kill / shutdown
     def kill(self, task: Task, grace: float) -> None:

@@ -292,6 +292,8 @@ class Agent:
             elif kind == "SHUTDOWN_FRAMEWORK":
                 fw = (body.get("framework_id") or {}).get("value")
                 self.shutdown_framework(str(fw))
+            elif kind == "FRAMEWORK_MESSAGE":
+                self.executors.framework_message(body)
             elif kind == "RECONCILE":
                 self.reconcile(body.get("tasks") or [])
             elif kind == "ERROR":

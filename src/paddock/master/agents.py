@@ -235,8 +235,31 @@ class AgentMixin(MasterBase):
             agent.missed_pings = 0
         elif t == "UNREGISTER":
             asyncio.get_running_loop().create_task(self.remove_agent(agent, "agent unregistered"))
+        elif t == "FRAMEWORK_MESSAGE":
+            self.executor_message(agent, call.get("framework_message"))
         else:
             raise CallError(400, f"Unknown agent call type {t!r}")
+
+    def executor_message(self, agent: Agent, body: Any) -> None:
+        """Executor -> scheduler message (``MESSAGE`` event), no delivery guarantee."""
+        if not isinstance(body, dict) or not isinstance(body.get("data"), str):
+            raise CallError(400, "Expecting 'framework_message.data' (base64)")
+        fw_id, ex = body.get("framework_id"), body.get("executor_id")
+        fid = fw_id.get("value") if isinstance(fw_id, dict) else None
+        fw = self.frameworks.get(fid) if isinstance(fid, str) else None
+        if fw is None or fw.stream is None or not isinstance(ex, dict):
+            log.info("dropping an executor message for framework %s", fid)
+            return
+        fw.stream.send(
+            {
+                "type": "MESSAGE",
+                "message": {
+                    "agent_id": {"value": agent.id},
+                    "executor_id": {"value": str(ex.get("value", ""))},
+                    "data": body["data"],
+                },
+            }
+        )
 
     def agent_update(self, agent: Agent, body: dict[str, Any], *, forward: bool = True) -> None:
         status = dict(body["status"])

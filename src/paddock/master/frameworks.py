@@ -260,8 +260,9 @@ class FrameworkMixin(MasterBase):
             self.reconcile(fw, body)
         elif t == "TEARDOWN":
             self.remove_framework(fw, "framework teardown")
+        elif t == "MESSAGE":
+            self.framework_message(fw, body)
         elif t in (
-            "MESSAGE",
             "SHUTDOWN",
             "REQUEST",
             "ACCEPT_INVERSE_OFFERS",
@@ -273,6 +274,29 @@ class FrameworkMixin(MasterBase):
             pass  # accepted, nothing to do in paddock (no executors to message)
         else:
             raise CallError(400, f"Unknown call type {t!r}")
+
+    def framework_message(self, fw: Framework, body: dict[str, Any]) -> None:
+        """Scheduler -> executor message: passed to the agent as is, without any
+        delivery guarantee (as Mesos); an unknown or disconnected agent drops it."""
+        aid = _id_of(body.get("agent_id"), "agent_id")
+        ex = _id_of(body.get("executor_id"), "executor_id")
+        data = body.get("data")
+        if not isinstance(data, str):
+            raise CallError(400, "Expecting 'message.data' (base64) to be present")
+        agent = self.agents.get(aid)
+        if agent is None or agent.stream is None:
+            log.info("dropping a message of framework %s for unknown agent %s", fw.id, aid)
+            return
+        agent.stream.send(
+            {
+                "type": "FRAMEWORK_MESSAGE",
+                "framework_message": {
+                    "framework_id": vid(fw.id),
+                    "executor_id": vid(ex),
+                    "data": data,
+                },
+            }
+        )
 
     def _roles_arg(self, fw: Framework, body: dict[str, Any]) -> list[str] | None:
         roles = body.get("roles")
