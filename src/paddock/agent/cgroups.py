@@ -196,6 +196,11 @@ class CgroupManager:
             "root": self.root_name,
             "reason": self.reason,
             "version": self.version if self.available else None,
+            # Mesos's --isolation names for what is enforced
+            "isolation": ",".join(
+                f"cgroups/{'mem' if c == 'memory' else c}" for c in sorted(self.controllers)
+            )
+            or "posix/cpu,posix/mem",
         }
 
     def create(self, name: str, cpus: float, mem_mb: float) -> TaskCgroup | None:

@@ -28,12 +28,13 @@ launch, and nothing needs the supervisor to be init's child from the start.)
 
 Launch cost, measured on the 2-core CI machine (``tests/agent/test_supervisor_bench.py``,
 ``pytest -m slow -s``; 300 launches of ``sh -c true``, 20 at a time, CPU of the whole
-process tree from a ``cpuacct`` cgroup): spawning the command directly from the asyncio
-agent (``create_subprocess_exec``, as before supervisors) costs ~1.5 ms of CPU per
-launch, ~0.5 ms of it in the agent's event loop; through the zygote and a supervisor
-~3.9 ms, ~0.3 ms of it in the agent.  The difference is mostly copy-on-write page faults
-of the forked interpreter (~450 per supervisor); the agent's own loop, the bottleneck
-of a launch burst, does less than before.
+process tree from a ``cpuacct`` cgroup, under a load average of ~25 from other work):
+spawning the command directly from the asyncio agent (``create_subprocess_exec``, as
+before supervisors) costs ~1.3 ms of CPU per launch, ~0.45 ms of it in the agent's
+event loop; through the zygote and a supervisor ~3.8 ms, ~0.27 ms of it in the agent
+(a fresh ``python -I -S`` per task would add ~19 ms).  The extra CPU is mostly the
+kernel's copy-on-write page faults of the forked interpreter (~450 per supervisor);
+the agent's own loop, the bottleneck of a launch burst, does less than before.
 
 Killing stays the agent's job (SIGTERM to the task's process group, grace period,
 SIGKILL of the group and of whatever is left in its cgroups): it only needs the task's
