@@ -112,6 +112,7 @@ def docker_task(
     mem: float = 32,
     grace: float | None = None,
     parameters: list[dict] | None = None,
+    health_check: dict | None = None,
 ) -> dict:
     resources = [
         {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
@@ -145,6 +146,8 @@ def docker_task(
         "command": command,
         "container": {"type": "DOCKER", "docker": docker, "volumes": volumes or []},
     }
+    if health_check is not None:
+        task["health_check"] = health_check
     if grace is not None:
         task["kill_policy"] = {"grace_period": {"nanoseconds": int(grace * 1e9)}}
     return {
@@ -211,11 +214,23 @@ async def test_bridge_port_mapping_serves_http_then_kill_removes_container(
             port_mappings=[{"host_port": host_port, "container_port": 8080, "protocol": "tcp"}],
             mem=48,
             grace=5,
+            # the container port: checked through its host port from the agent
+            health_check={
+                "type": "HTTP",
+                "http": {"port": 8080, "path": "/"},
+                "delay_seconds": 0,
+                "interval_seconds": 0.5,
+                "grace_period_seconds": 30,
+            },
         )
     )
     running = await fake_master.wait_update("web", "TASK_RUNNING", timeout=60)
     assert running["source"] == "SOURCE_EXECUTOR"
     assert (await get_text(f"http://127.0.0.1:{host_port}/")).strip() == "paddock-busybox"
+    healthy = await fake_master.wait_for(
+        lambda m: [s for s in m.updates("web") if s.get("healthy") is True], timeout=60
+    )
+    assert str(host_port) in healthy[0]["message"]
 
     [c] = containers_of(docker_api, "web")
     assert c["Names"][0].lstrip("/") == "paddock-agent-1-web"

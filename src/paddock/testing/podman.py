@@ -8,7 +8,9 @@ when it is missing.
 
 Usage (pytest)::
 
-    from paddock.testing.podman import podman_service, podman_unavailable_reason
+    from paddock.testing.podman import (
+        TEST_IMAGE, ensure_test_image, podman_service, podman_unavailable_reason,
+    )
 
     @pytest.fixture(scope="module")
     def docker_socket():
