@@ -276,7 +276,10 @@ async def run_config(kind: str, timeout_s: str, args: argparse.Namespace) -> lis
         with contextlib.suppress(Exception):
             watch.stop()
         ens.stop()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+        if args.keep:
+            print(f"  logs kept in {work}")
+        else:
+            subprocess.run(["rm", "-rf", str(work)], check=False)
     return results
 
 
@@ -312,6 +315,7 @@ def main() -> None:
     p.add_argument("--registration-backoff", type=float, default=1.0, help="agents' flag")
     p.add_argument("--master-flag", action="append", default=[], help="extra master flag")
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--keep", action="store_true", help="keep the work directories (logs)")
     args = p.parse_args()
     report = asyncio.run(main_async(args))
     if args.json:

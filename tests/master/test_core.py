@@ -3,7 +3,9 @@ its quorum, event streams read directly."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -168,6 +170,32 @@ async def test_stop_acting_rescinds_and_refuses(master):
         master.framework_for_call({"framework_id": {"value": fw.id}}, stream.id)
     master.start_acting()
     assert master.allocate() == 1
+
+
+async def test_lapsed_session_lease_stops_work_until_renewed(master):
+    """Past its ZooKeeper session lease a leader makes no offers and refuses calls, with
+    no event needed (it may not have heard that its session is gone); a renewed lease
+    lets it act again, and a call held for a new leader is released when it acts."""
+    await _agent(master)
+    fw, stream = _framework(master, "fw")
+    drain(stream)
+    master.lease_until = time.monotonic() - 0.001
+    assert master.leading and not master.acting
+    assert master.allocate() == 0
+    assert drain(stream) == []
+    with pytest.raises(Unavailable):
+        master.framework_for_call({"framework_id": {"value": fw.id}}, stream.id)
+    assert not await master.wait_acting(0.01)
+    master.lease_until = time.monotonic() + 60
+    assert master.acting
+    assert master.allocate() == 1
+
+    master.stop_acting("test")
+    held = asyncio.get_running_loop().create_task(master.wait_acting(30))
+    await asyncio.sleep(0)
+    assert not held.done()
+    master.start_acting()
+    assert await held
 
 
 async def test_two_frameworks_share_by_drf(master):

@@ -201,3 +201,46 @@ async def test_failover_time(masters, session_timeout, tick_ms):
     finally:
         await sched.close()
         await agent.close()
+
+
+async def test_paused_leader_stops_acting_before_another_leads(ensemble, masters):
+    """A leader paused past its session timeout (SIGSTOP: a long GC pause, a frozen VM)
+    loses its session while it cannot hear about it. When it resumes it must not act
+    (no offers to the framework still connected to it, ``master/elected`` 0) even before
+    its ZooKeeper client has learned that the session is gone; then it exits (LOST while
+    leading, as Mesos does). Two masters never act as leader at once."""
+    zk_url = f"zk://{ensemble.hosts}/paused"
+    ms = _start3(masters, zk_url)
+    leader = wait_until(lambda: elected(ms), 60, "a leader")[0]
+    agent = FakeAgent("host-p", "cpus:2;mem:1024")  # stays with the old leader (no ZK)
+    sched = Scheduler("fw-p")
+    try:
+        await agent.register(leader.url)
+        await sched.subscribe(leader.url)
+        offer = (await sched.next("OFFERS"))["offers"]["offers"][0]
+        # Decline with no filter: an acting leader offers again every round (0.1 s).
+        await sched.call("DECLINE", offer_ids=[offer["id"]], filters={"refuse_seconds": 0})
+        await sched.next("OFFERS")
+
+        leader.proc.send_signal(signal.SIGSTOP)  # kill() would wait for an exit
+        others = [m for m in ms if m is not leader]
+        new = await await_until(lambda: elected(others), 30, "a new leader", interval=0.05)
+        seen = len(sched.events)
+        leader.proc.send_signal(signal.SIGCONT)
+        async with httpx.AsyncClient() as c:
+            # Right after resuming, before its ZooKeeper client reconnects: not acting.
+            try:
+                snap = (await c.get(leader.url + "/metrics/snapshot", timeout=5)).json()
+                assert snap["master/elected"] == 0.0
+            except httpx.TransportError:
+                pass  # it already exited
+        await await_until(lambda: not leader.alive(), 30, "the old leader exits")
+        assert leader.proc is not None and leader.proc.returncode == 1
+        late = [e["type"] for e in sched.events[seen:]]
+        assert "OFFERS" not in late, late
+        assert elected(others) == new
+    finally:
+        if leader.alive():
+            leader.proc.send_signal(signal.SIGCONT)
+        await sched.close()
+        await agent.close()

@@ -160,6 +160,9 @@ class ConsensusServer:
         #: server refuses proposals; its owner should stop it and exit non-zero.
         self.failed: str | None = None
         self.failed_event = asyncio.Event()
+        #: Called (on the loop) after a Ready that changed this node's role or known
+        #: leader, so an owner can react without polling ``node.role``.
+        self.on_role_change: Callable[[], None] | None = None
         self._waiters = Waiters()
         self.applied = 0
         self.applied_term = 0
@@ -485,6 +488,9 @@ class ConsensusServer:
             )
         self._waiters.wake_applied(self.applied)
         node.advance(rd)
+        if rd.soft_state is not None and self.on_role_change is not None:
+            # Scheduled, not called: the owner's errors must not look like storage ones.
+            asyncio.get_running_loop().call_soon(self.on_role_change)
 
     def _save_ready(self, rd: Ready) -> None:
         """Worker-thread side of a Ready's persist; times the storage call alone

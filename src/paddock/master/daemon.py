@@ -12,11 +12,15 @@ Start-up order:
 4. the registry's ``ConsensusServer`` (external election mode);
 5. the ``json.info_`` znode (contending for leadership).
 
-A supervisor ticks every 50 ms: when ZooKeeper names this master leader it makes
-the registry elect it (``campaign()``) and writes an "elected" record of its
-term; once that commits, the master acts. Losing the ZooKeeper session
-(SUSPENDED) or the registry quorum stops all work at once; a leader whose session
-is LOST exits (as Mesos does: another master has taken over or will).
+A supervisor runs on every ZooKeeper event and registry role change (and every
+50 ms as a backstop): when ZooKeeper names this master leader it makes the
+registry elect it (``campaign()``) and writes an "elected" record of its term;
+once that commits, the master acts. Losing the ZooKeeper session (SUSPENDED) or
+the registry quorum stops all work at once; a leader whose session is LOST exits
+(as Mesos does: another master has taken over or will). Between those events a
+session lease bounds acting: the master acts only until 3/4 of the session
+timeout after the last request ZooKeeper answered (renewed every 1/5), so a
+paused or cut-off leader stops before ZooKeeper can expire its session.
 """
 
 from __future__ import annotations
@@ -146,6 +150,7 @@ class MasterDaemon:
                 external_election=True,
                 cluster_id=f"paddock-master:{cfg.zk.path}",
             )
+            self.server.on_role_change = self._supervise  # take over the moment we lead
             await self.server.start()
             self.master.registry = Registry(self.server, self.registry_state, cfg.registry_timeout)
             self.master.start_loops()
