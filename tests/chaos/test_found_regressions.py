@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from paddock.marathon.models import Task
 from paddock.marathon.scheduler.status_writer import StatusWriter
 
@@ -41,10 +39,6 @@ class FlakyStore:
         self._maybe_fail()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="marathon StatusWriter drops a batch whose write failed (found by the chaos lab)",
-)
 async def test_a_failed_instance_write_is_retried():
     store = FlakyStore()
 

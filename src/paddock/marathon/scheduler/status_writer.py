@@ -5,7 +5,9 @@ A status update is acknowledged only after the instance change it caused is in t
 is never held up by the store: updates arriving while a batch is written join the next
 one. Acknowledgements go out in the background, a bounded number at a time: an
 unbounded burst exhausts the HTTP connection pool, the agents resend what was not
-acknowledged, and the resends make the next burst bigger.
+acknowledged, and the resends make the next burst bigger. A batch whose write fails
+(the coordination service blinked) is retried with backoff until it is written: dropping
+it left stale instances for the next leader to treat as surplus (found by the chaos lab).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from paddock.marathon.store import MarathonStore
 log = logging.getLogger(__name__)
 
 ACK_CONCURRENCY = 16
+RETRY_FIRST = 0.1  # seconds before retrying a batch whose write failed
+RETRY_MAX = 2.0
 
 
 class StatusWriter:
@@ -75,6 +79,7 @@ class StatusWriter:
 
     async def _run(self) -> None:
         assert self._wake is not None
+        backoff = RETRY_FIRST
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -84,12 +89,36 @@ class StatusWriter:
             if writes or failures:
                 try:
                     await asyncio.to_thread(self._write_batch, writes, failures)
-                except Exception:
-                    log.exception("persisting %d instance changes failed; not acknowledging",
-                                  len(writes))  # fmt: skip
-                    continue  # the agent resends unacknowledged updates
+                except Exception as exc:
+                    log.warning("persisting %d instance changes failed (%s); retrying in %.1f s",
+                                len(writes), exc, backoff)  # fmt: skip
+                    self._requeue(writes, failures, acks)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, RETRY_MAX)
+                    self._wake.set()
+                    continue
+                backoff = RETRY_FIRST
             if acks and self.acting():
                 self._spawn(self._acknowledge(acks))
+
+    def _requeue(
+        self,
+        writes: dict[str, tuple[Task, bool]],
+        failures: dict[str, TaskFailure],
+        acks: list[dict[str, Any]],
+    ) -> None:
+        """Put a batch that could not be written back in front of what came since.
+
+        The in-memory state already moved on, so an agent's resend of the same update
+        changes nothing there and would not write again: the batch itself must be
+        retried. A newer change to the same task (or app's last failure) wins. The
+        acknowledgements wait for the write, as ever.
+        """
+        for task_id, change in writes.items():
+            self._writes.setdefault(task_id, change)
+        for app_id, failure in failures.items():
+            self._failures.setdefault(app_id, failure)
+        self._acks[:0] = acks
 
     async def _acknowledge(self, acks: list[dict[str, Any]]) -> None:
         assert self._slots is not None
