@@ -138,10 +138,12 @@ async def test_stream_break_reregisters_same_id_with_tasks(tmp_path, fake_master
 
 
 async def test_unacknowledged_updates_go_with_reregistration(tmp_path, fake_master):
-    async with running_agent(tmp_path, fake_master):
+    async with running_agent(tmp_path, fake_master) as server:
         await fake_master.wait_registrations(1)
         fake_master.send(run_task("t1", "sleep 30"))
         starting = await fake_master.wait_update("t1", "TASK_STARTING")
+        # RUNNING is recorded (not sent: STARTING is unacknowledged) once it is spawned.
+        await fake_master.wait_for(lambda m: server.agent.tasks[(FW, "t1")].state == "TASK_RUNNING")
         fake_master.close_stream()
         reg = await fake_master.wait_registrations(2)
         states = [u["state"] for u in reg["unacknowledged_updates"]]

@@ -13,12 +13,16 @@ Modules, outside in:
   or ``docker_containerizer`` (DOCKER containers through the Docker Engine API,
   ``docker_spec`` translating the TaskInfo, ``docker_recovery`` reattaching after a
   restart and removing orphan containers);
-* ``launcher`` is one task's life (fetch, launch, health checks, report); ``tasks`` runs
-  one command as a process group in its sandbox; ``cgroups`` limits it;
+* ``launcher`` is one process task's life (fetch, launch, health checks, report);
+  ``tasks`` builds its command and environment; ``supervised`` is the agent's handle
+  on it: the command runs under a per-task
+  ``supervisor`` process (forked by the agent's ``zygote``) that outlives the agent and
+  records the exit status in an outcome file; ``cgroups`` limits it (v1, v2);
   ``fetcher`` brings ``command.uris`` into the sandbox first; ``healthcheck`` checks it;
 * ``status_updates`` makes updates reliable (per-task streams, head-only, retries);
 * ``checkpoint`` is the durable layout under ``<work_dir>/meta`` (group-committed fsyncs);
-* ``recovery`` reads it back at start-up; ``gc`` removes old sandboxes;
+* ``recovery`` reads it back at start-up (reconnecting to live supervisors, reporting
+  tasks that ended while the agent was down); ``gc`` removes old sandboxes;
 * ``http_api``, ``views`` and ``files`` serve ``/state``, metrics and sandbox files.
 
 Sandboxes: ``<work_dir>/slaves/<agent id>/frameworks/<fw>/executors/<task>/runs/<uuid>/``

@@ -35,6 +35,7 @@ from paddock.agent.docker_recovery import recover_container_task, remove_orphan_
 from paddock.agent.recovery_util import proc_start_ticks
 from paddock.agent.supervised import SupervisedTask
 from paddock.agent.tasks import AdoptedProcess
+from paddock.agent.zygote import ZygoteError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,10 @@ async def recover_agent(agent: Agent) -> None:
         log.info("cgroups: %s under %s", sorted(agent.cgroups.controllers), "paddock")
     from paddock.agent.launcher import zygote_for
 
-    zygote_for(agent).start()  # forks the task supervisors (see supervisor)
+    try:
+        zygote_for(agent).start()  # forks the task supervisors (see supervisor)
+    except ZygoteError as exc:  # each launch tries again and fails the task with this
+        log.error("cannot start the task zygote: %s", exc)
     saved = agent.store.load_agent()
     if saved and isinstance(saved.get("agent_id"), str):
         agent.agent_id = saved["agent_id"]

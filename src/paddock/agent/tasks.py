@@ -1,4 +1,10 @@
-"""Running one task as a real process (what Mesos's command executor does).
+"""A task's command and environment, and running a command as a real process.
+
+Process tasks are launched through their own supervisor (:mod:`paddock.agent.supervised`,
+:mod:`paddock.agent.supervisor`) with the :class:`CommandSpec` and environment built
+here; :class:`TaskProcess` spawns a command as a direct child of the agent (custom
+executors use it) and :class:`AdoptedProcess` follows a process of an agent from before
+supervisors.  :func:`describe_exit` turns an exit status into a TaskStatus.
 
 A task's command runs through ``/bin/sh -c`` (``command.shell`` true, the default) or
 directly as ``value`` with ``arguments`` as its argv (shell false), in its own session
