@@ -148,3 +148,23 @@ def test_fault_recovery_figures():
     assert got["after_fault_s"] == [1.0, 1.5]
     assert got["after_fault_max_s"] == 1.5
     assert got["longest_gap_s"] == 5.5
+
+
+def test_client_stops_using_apps_marathon_does_not_know(tmp_path):
+    import io
+    import threading
+
+    from paddock.chaos.workload_cluster import Client, ClusterSpec, Recorder
+
+    spec = ClusterSpec(
+        marathons=["10.77.0.11:8080"], agents=[], masters=[], seed=1, start_ns=0,
+        duration=1, settle=1, out=str(tmp_path / "h.jsonl"),
+    )  # fmt: skip
+    c = Client(spec, Recorder(io.StringIO(), 0), threading.Event())
+    c.apps = ["/chaos/a1", "/chaos/a2"]
+    c.acked_apps = {"/chaos/a2"}
+    c.last_detail = '404 {"message":"App does not exist"}'
+    c._forget_if_missing("/chaos/a1", "fail")  # its deploy's outcome was unknown: forget
+    c._forget_if_missing("/chaos/a2", "fail")  # acknowledged: keep (the checker judges)
+    assert c.apps == ["/chaos/a2"]
+    c.http.close()

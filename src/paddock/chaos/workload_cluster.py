@@ -120,6 +120,8 @@ class Client:
         self.rng = random.Random(spec.seed)
         self.http = httpx.Client(timeout=httpx.Timeout(10.0, connect=2.0))
         self.apps: list[str] = []
+        self.acked_apps: set[str] = set()
+        self.last_detail = ""
         self.next_app = 1
         self.op_id = 0
 
@@ -152,6 +154,7 @@ class Client:
             with contextlib.suppress(ValueError, AttributeError):
                 ev["deployment"] = resp.json().get("deploymentId")
         self.rec.write(ev)
+        self.last_detail = detail
         return kind, not (kind == "fail" and exc is not None)
 
     def step(self) -> None:
@@ -161,15 +164,33 @@ class Client:
             self.next_app += 1
             app = f"{APP_PREFIX}{index}"
             n = self.rng.randint(1, MAX_INSTANCES - 1)
-            self.request("deploy", app, n, "POST", "/v2/apps", app_body(app, n, index))
-            self.apps.append(app)  # also when unknown or failed: later ops may 404
+            kind = self.request("deploy", app, n, "POST", "/v2/apps", app_body(app, n, index))
+            if kind != "fail":  # refused: it does not exist; unknown: it may
+                self.apps.append(app)
+            if kind == "ok":
+                self.acked_apps.add(app)
         elif r < 0.75:
             app = self.rng.choice(self.apps)
             n = self.rng.randint(0, MAX_INSTANCES)
-            self.request("scale", app, n, "PUT", f"/v2/apps{app}?force=true", {"instances": n})
+            kind = self.request(
+                "scale", app, n, "PUT", f"/v2/apps{app}?force=true", {"instances": n}
+            )
+            self._forget_if_missing(app, kind)
         else:
             app = self.rng.choice(self.apps)
-            self.request("restart", app, None, "POST", f"/v2/apps{app}/restart?force=true", None)
+            kind = self.request(
+                "restart", app, None, "POST", f"/v2/apps{app}/restart?force=true", None
+            )
+            self._forget_if_missing(app, kind)
+
+    def _forget_if_missing(self, app: str, kind: str) -> None:
+        """An app whose deploy had an unknown outcome and that Marathon does not know
+        (404; 422: a PUT would create it without a command) is not used again, so the
+        requests go to apps that exist. (A 404 for an acknowledged app is kept: the
+        checker reports what happened to it.)"""
+        missing = self.last_detail.startswith(("404", "422"))
+        if kind == "fail" and missing and app not in self.acked_apps and app in self.apps:
+            self.apps.remove(app)
 
     def run(self) -> None:
         deadline = self.spec.start_ns + int(self.spec.duration * 1e9)
