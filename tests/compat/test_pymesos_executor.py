@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 pymesos = pytest.importorskip("pymesos", reason="pymesos 0.3.15 not installed")
@@ -43,12 +46,17 @@ class ScriptExecutor(Executor):
     def registered(self, driver, executor_info, framework_info, agent_info):
         print("registered", executor_info["executor_id"]["value"], flush=True)
 
+    def reregistered(self, driver, agent_info):
+        print("reregistered", flush=True)
+
     def launchTask(self, driver, task):
         def run():
             tid = task["task_id"]
             driver.sendStatusUpdate(
                 {"task_id": tid, "state": "TASK_RUNNING", "message": "in the pymesos executor"}
             )
+            if task["name"].startswith("long"):
+                return  # runs until killed
             time.sleep(0.2)
             driver.sendStatusUpdate({"task_id": tid, "state": "TASK_FINISHED"})
             print("finished", tid["value"], flush=True)
@@ -73,9 +81,10 @@ MesosExecutorDriver(ScriptExecutor()).run()
 
 
 class ExecutorScheduler(pymesos.Scheduler):
-    def __init__(self, executor_cmd: str) -> None:
+    def __init__(self, executor_cmd: str, task_ids: tuple[str, ...] = ("exec-a", "exec-b")) -> None:
         self.lock = threading.Lock()
         self.executor_cmd = executor_cmd
+        self.task_ids = task_ids
         self.states: dict[str, list[str]] = {}
         self.updates: list[dict[str, Any]] = []
         self.launched = False
@@ -108,7 +117,7 @@ class ExecutorScheduler(pymesos.Scheduler):
                     ],
                     "executor": executor,
                 }
-                for tid in ("exec-a", "exec-b")
+                for tid in self.task_ids
             ]
             driver.launchTasks(offer["id"], tasks, {"refuse_seconds": 60})
 
@@ -180,7 +189,10 @@ def test_pymesos_executor_runs_tasks_of_a_pymesos_scheduler(tmp_path: Path) -> N
         executor_pid = int(pidfile.read_text())
         assert _alive(executor_pid)
 
-        # Framework messages both ways: scheduler -> executor -> scheduler.
+        # Framework messages both ways: scheduler -> executor -> scheduler, after both
+        # drivers' call connections sat idle longer than uvicorn's default keep-alive
+        # (5 s): pymesos reuses them without retrying, so the servers must keep them.
+        time.sleep(6)
         agent_id = sched.updates[0]["agent_id"]
         ping = base64.b64encode(b"ping").decode()
         driver.sendFrameworkMessage({"value": "pyexec"}, agent_id, ping)
@@ -202,3 +214,79 @@ def test_pymesos_executor_runs_tasks_of_a_pymesos_scheduler(tmp_path: Path) -> N
         if master is not None:
             master.kill()
         ensemble.stop()
+
+
+def _agent_executors(agent: AgentProcess) -> list[dict[str, Any]]:
+    try:
+        st = httpx.get(f"http://127.0.0.1:{agent.port}/state", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return []
+    return [e for fw in st.get("frameworks", []) for e in fw.get("executors", [])]
+
+
+def test_pymesos_executor_survives_an_agent_kill_9(tmp_path: Path) -> None:
+    """A checkpointing framework's pymesos executor outlives a kill -9 of the agent,
+    re-subscribes to the restarted agent and still owns its task, which a kill from the
+    scheduler then ends."""
+    reason = unavailable_reason("keeper")
+    if reason:
+        pytest.skip(f"keeper: {reason}")
+    try:
+        ensemble = zk_ensemble("keeper", 1, tick_ms=500)
+    except KeeperUnavailable as exc:
+        pytest.skip(f"keeper: {exc}")
+    master: MasterProcess | None = None
+    agent: AgentProcess | None = None
+    driver = None
+    script = tmp_path / "executor.py"
+    script.write_text(EXECUTOR_SCRIPT)
+    pidfile = tmp_path / "executor.pid"
+    executor_pid = None
+    try:
+        zk_url = f"zk://{ensemble.hosts}/mesos"
+        master = MasterProcess(zk_url, 1, tmp_path / "m0", "--allocation-interval", "0.2s").start()
+        wait_until(lambda: elected([master]), 60, "a leader")
+        agent = AgentProcess(zk_url, tmp_path / "agent").start()
+
+        sched = ExecutorScheduler(f"{sys.executable} {script} {pidfile}", ("long-1",))
+        framework = {
+            "user": "root",
+            "name": "pymesos-executor-restart",
+            "hostname": "localhost",
+            "checkpoint": True,
+        }
+        driver = pymesos.MesosSchedulerDriver(sched, framework, zk_url, use_addict=False)
+        driver.start()
+        wait_until(lambda: "TASK_RUNNING" in sched.states.get("long-1", []), 60, "RUNNING")
+        wait_until(lambda: pidfile.exists() and pidfile.read_text(), 10, "the executor pid")
+        executor_pid = int(pidfile.read_text())
+
+        agent.kill(signal.SIGKILL)
+        assert _alive(executor_pid)
+        agent.start()  # same port and work dir
+        wait_until(
+            lambda: [e for e in _agent_executors(agent) if e.get("state") == "RUNNING"],
+            45,
+            "the executor to re-subscribe",
+        )
+        (entry,) = _agent_executors(agent)
+        assert entry["pid"] == os.getpgid(executor_pid)  # the same process (group) as before
+        assert [t["id"] for t in entry["tasks"]] == ["long-1"]
+
+        driver.killTask({"value": "long-1"})
+        wait_until(lambda: "TASK_KILLED" in sched.states.get("long-1", []), 30, "KILLED")
+        assert sched.states["long-1"] == ["TASK_RUNNING", "TASK_KILLED"]
+        runs = list((tmp_path / "agent").glob("slaves/*/frameworks/*/executors/pyexec/runs/*"))
+        assert len(runs) == 1
+        assert "reregistered" in (runs[0] / "stdout").read_text()
+    finally:
+        if driver is not None:
+            driver.stop()
+            driver.join()
+        if agent is not None:
+            agent.kill()
+        if master is not None:
+            master.kill()
+        ensemble.stop()
+        if executor_pid is not None and _alive(executor_pid):
+            os.kill(executor_pid, signal.SIGKILL)

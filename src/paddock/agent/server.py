@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["AgentServer", "serve"]
 
+#: Seconds an idle HTTP keep-alive connection stays open (uvicorn's default is 5).
+IDLE_KEEP_ALIVE = 24 * 3600
+
 
 class _QuietServer(uvicorn.Server):
     """uvicorn without its own signal handlers (the agent owns SIGTERM/SIGINT)."""
@@ -79,6 +82,9 @@ class AgentServer:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            # Executors (pymesos's driver) keep one connection for their calls and do
+            # not retry when it was closed while idle; libprocess never closes it.
+            timeout_keep_alive=IDLE_KEEP_ALIVE,
         )
         self._http = _QuietServer(uv_config)
         self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]), name="agent-http")

@@ -202,6 +202,9 @@ class MasterDaemon:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
+            # Schedulers (pymesos's driver) keep one connection for their calls and do
+            # not retry when it was closed while idle; libprocess never closes it.
+            timeout_keep_alive=24 * 3600,
         )
         # Bind here, so a busy port is a clear OSError rather than uvicorn's sys.exit.
         # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only
