@@ -94,6 +94,7 @@ async def agent(tmp_path, fake_master, docker_socket):
     a = AgentProc(tmp_path / "agent", fake_master.address, docker_socket, tmp_path / "agent.log")
     yield a
     rc = a.stop()
+    print(f"--- agent log ({a.log}) ---\n{a.tail()}")  # shown when the test failed
     remove_labelled_containers(docker_socket, f"paddock.work_dir={a.work}")
     assert rc in (None, 0), a.tail()
 
@@ -213,7 +214,7 @@ async def test_bridge_port_mapping_serves_http_then_kill_removes_container(
             ports=[host_port],
             port_mappings=[{"host_port": host_port, "container_port": 8080, "protocol": "tcp"}],
             mem=48,
-            grace=5,
+            grace=1,  # httpd as PID 1 ignores SIGTERM: the stop ends in SIGKILL
             # the container port: checked through its host port from the agent
             health_check={
                 "type": "HTTP",
