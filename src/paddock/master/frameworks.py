@@ -30,6 +30,19 @@ def _id_of(obj: Any, what: str) -> str:
     raise CallError(400, f'missing or malformed {what} (want {{"value": "..."}})')
 
 
+def _list_at(obj: dict[str, Any], *keys: str) -> list[Any]:
+    """``obj[k1][k2]...``, a list (absent: empty); 400 when a step is of the wrong type
+    (fuzzing found ``"launch": [null]`` raising AttributeError: a 500)."""
+    value: Any = obj
+    for n, key in enumerate(keys):
+        value = value.get(key) or ([] if n == len(keys) - 1 else {})
+        want = list if n == len(keys) - 1 else dict
+        if not isinstance(value, want):
+            what = "a list" if want is list else "an object"
+            raise CallError(400, f"'{'.'.join(keys[: n + 1])}' must be {what}")
+    return list(value)
+
+
 def framework_roles(info: dict[str, Any]) -> list[str]:
     caps = info.get("capabilities") or []
     multi = any(isinstance(c, dict) and c.get("type") == "MULTI_ROLE" for c in caps)
@@ -352,11 +365,11 @@ class FrameworkMixin(MasterBase):
             if not isinstance(op, dict):
                 raise CallError(400, "each operation must be an object")
             if op.get("type") == "LAUNCH":
-                infos = (op.get("launch") or {}).get("task_infos") or []
+                infos = _list_at(op, "launch", "task_infos")
                 task_infos.extend(i for i in infos if isinstance(i, dict))
             elif op.get("type") == "LAUNCH_GROUP":
                 lg = op.get("launch_group") or {}
-                infos = (lg.get("task_group") or {}).get("tasks") or []
+                infos = _list_at(op, "launch_group", "task_group", "tasks")
                 for i in infos:
                     if isinstance(i, dict):
                         i = dict(i)
