@@ -129,7 +129,13 @@ async def executor_env(server, executor_id: str = "ex-1", timeout: float = 15.0)
 async def test_launch_subscribe_update_acknowledge_kill_shutdown(tmp_path, fake_master):
     async with running_agent(tmp_path, fake_master) as server:
         await fake_master.wait_for(lambda m: server.agent.registered)
-        fake_master.send(executor_task("t1", shutdown_grace_period={"nanoseconds": 500_000_000}))
+        fake_master.send(
+            executor_task(
+                "t1",
+                shutdown_grace_period={"nanoseconds": 500_000_000},
+                resources=[{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.05}}],
+            )
+        )
         env = await executor_env(server)
         run = server.agent.executors.lookup(FW, "ex-1")
         assert env["MESOS_FRAMEWORK_ID"] == FW
@@ -177,6 +183,8 @@ async def test_launch_subscribe_update_acknowledge_kill_shutdown(tmp_path, fake_
             assert entry["pid"] == run.pid and entry["name"] == "test executor"
             assert sorted(t["id"] for t in entry["tasks"]) == ["t1", "t2"]
             assert {t["executor_id"] for t in entry["tasks"]} == {"ex-1"}
+            # Two tasks of 0.1 cpus and the executor's own 0.05.
+            assert state["used_resources"]["cpus"] == pytest.approx(0.25)
             (ex_info,) = op.json()["get_executors"]["executors"]
             assert ex_info["executor_info"]["executor_id"] == {"value": "ex-1"}
             assert ex_info["executor_info"]["type"] == "CUSTOM"

@@ -54,6 +54,8 @@ def used_resources(agent: Agent) -> Resources:
     for task in agent.tasks.values():
         if not task.terminal:
             total = total + task_resources(task)
+    for run in agent.executors.runs.values():  # a custom executor's own resources
+        total = total + _executor_resources(run.info)
     return total
 
 
@@ -232,7 +234,8 @@ def metrics_snapshot(agent: Agent) -> dict[str, float]:
         "slave/tasks_launched": c["tasks_launched"],
         "slave/executors_running": sum(
             1 for t in agent.tasks.values() if t.process is not None and not t.terminal
-        ),
+        )
+        + len(agent.executors.runs),
         "slave/frameworks_active": len({t.framework_id for t in agent.tasks.values()}),
         "slave/valid_status_update_acknowledgements": u["valid_acks"],
         "slave/invalid_status_update_acknowledgements": u["invalid_acks"],
