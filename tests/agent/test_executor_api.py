@@ -562,6 +562,7 @@ async def test_executors_survive_an_agent_kill_9_and_resubscribe(tmp_path, fake_
         reg = await fake_master.wait_registrations(2, timeout=30)
         states = {t["task_id"]["value"]: t["state"] for t in reg["tasks"]}
         assert states == {"t1": "TASK_RUNNING", "t2": "TASK_RUNNING"}
+        assert {t["executor_id"]["value"] for t in reg["tasks"]} == {"ex-1", "ex-2"}
 
         # ex-1 re-subscribes (as a driver does, with nothing unacknowledged) ...
         side = ExecutorSide(f"127.0.0.1:{port}", FW, "ex-1")

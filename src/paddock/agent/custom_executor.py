@@ -692,6 +692,10 @@ class ExecutorManager:
             if run.framework_id == framework_id:
                 self.shutdown(run, f"framework {framework_id} is shutting down")
 
+    def shutdown_every(self, why: str) -> None:
+        for run in list(self.runs.values()):
+            self.shutdown(run, why)
+
     async def shutdown_all(self, timeout: float) -> None:
         """Agent shutdown: SHUTDOWN every executor and wait (bounded) for them to end."""
         runs = list(self.runs.values())

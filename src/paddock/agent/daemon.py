@@ -243,6 +243,7 @@ class Agent:
             # The master did not accept our old identity (e.g. we were marked gone):
             # our tasks are no longer known to it, so they cannot go on running here.
             log.warning("master gave a new agent id %s (was %s)", agent_id, self.agent_id)
+            self.executors.shutdown_every("the master does not know this agent any more")
             for task in list(self.tasks.values()):
                 if not task.terminal:
                     self.kill_task(task, grace=0)
@@ -472,7 +473,7 @@ class Agent:
                 "message": latest.get("message", "Reconciliation: latest task state"),
                 "timestamp": time.time(),
                 "agent_id": {"value": self.agent_id or ""},
-                "executor_id": {"value": tid},
+                "executor_id": {"value": task.executor_id},
             }
             self._send_update(fw, status)
 

@@ -29,7 +29,7 @@ def task_json(agent: Agent, task: Task) -> dict[str, Any]:
         "name": task.info.get("name", task.task_id),
         "task_id": {"value": task.task_id},
         "framework_id": {"value": task.framework_id},
-        "executor_id": {"value": task.task_id},
+        "executor_id": {"value": task.executor_id},
         "agent_id": {"value": agent.agent_id or ""},
         "state": task.state,
         "resources": task.info.get("resources") or [],
