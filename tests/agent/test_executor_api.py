@@ -603,3 +603,30 @@ async def test_executors_survive_an_agent_kill_9_and_resubscribe(tmp_path, fake_
         for pid in pids.values():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+async def test_executors_that_cannot_run_fail_their_tasks(tmp_path, fake_master):
+    async with running_agent(tmp_path, fake_master) as server:
+        await fake_master.wait_for(lambda m: server.agent.registered)
+        no_command = executor_task("invalid", executor_id="ex-invalid")
+        del no_command["run_task"]["task"]["executor"]["command"]
+        fake_master.send(no_command)
+        missing = executor_task("missing", executor_id="ex-missing")
+        missing["run_task"]["task"]["executor"]["command"] = {
+            "shell": False,
+            "value": "/nonexistent/executor",
+            "arguments": ["executor"],
+        }
+        fake_master.send(missing)
+        fake_master.send(executor_task("exits", executor_id="ex-exits", cmd="exit 3"))
+
+        error = await fake_master.wait_update("invalid", "TASK_ERROR")
+        assert error["reason"] == "REASON_TASK_INVALID"
+        assert "no command" in error["message"]
+        failed = await fake_master.wait_update("missing", "TASK_FAILED")
+        assert failed["reason"] == "REASON_CONTAINER_LAUNCH_FAILED"
+        assert "/nonexistent/executor" in failed["message"]
+        exited = await fake_master.wait_update("exits", "TASK_FAILED")
+        assert exited["reason"] == "REASON_EXECUTOR_TERMINATED"
+        assert "Executor exited with status 3" in exited["message"]
+        assert server.agent.executors.runs == {}

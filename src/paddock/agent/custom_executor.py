@@ -241,8 +241,8 @@ class ExecutorManager:
     async def _spawn(self, run: ExecutorRun) -> None:
         agent = self.agent
         command = run.info["command"]
-        run.sandbox.mkdir(parents=True, exist_ok=True)
         try:
+            run.sandbox.mkdir(parents=True, exist_ok=True)
             if command.get("uris"):
                 await fetch_uris(command["uris"], run.sandbox)
             spec = command_spec({"command": command})
@@ -259,7 +259,7 @@ class ExecutorManager:
             )
             proc = TaskProcess(spec, run.sandbox, env, None)
             await proc.start()
-        except (FetchError, LaunchError) as exc:
+        except (FetchError, LaunchError, OSError) as exc:
             log.warning(
                 "executor %s of %s failed to start: %s", run.executor_id, run.framework_id, exc
             )
