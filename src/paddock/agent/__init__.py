@@ -13,6 +13,9 @@ Modules, outside in:
   or ``docker_containerizer`` (DOCKER containers through the Docker Engine API,
   ``docker_spec`` translating the TaskInfo, ``docker_recovery`` reattaching after a
   restart and removing orphan containers);
+* ``custom_executor`` runs tasks that carry an ExecutorInfo under that executor (one
+  process per executor id, ``executor_run`` its record and environment) and
+  ``executor_api`` serves it the v1 executor HTTP API (``POST /api/v1/executor``);
 * ``launcher`` is one process task's life (fetch, launch, health checks, report);
   ``tasks`` builds its command and environment; ``supervised`` is the agent's handle
   on it: the command runs under a per-task
@@ -26,6 +29,7 @@ Modules, outside in:
 * ``http_api``, ``views`` and ``files`` serve ``/state``, metrics and sandbox files.
 
 Sandboxes: ``<work_dir>/slaves/<agent id>/frameworks/<fw>/executors/<task>/runs/<uuid>/``
+(``<executor id>`` instead of ``<task>`` for a custom executor and all its tasks)
 with ``stdout`` and ``stderr``, also readable as
 ``/frameworks/<fw>/executors/<task>/runs/latest/...`` through ``/files/read``.
 """
