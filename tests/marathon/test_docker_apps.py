@@ -26,6 +26,8 @@ import httpx
 import pytest
 from scheduler_cluster import Cluster, Proc, app_tasks, healthy_running, leader_of, url, wait_until
 
+from paddock.marathon.scheduler.taskinfo import build_task_info
+from paddock.marathon.validation import checked_app
 from paddock.testing import keeper_unavailable_reason, zk_ensemble
 from paddock.testing.podman import (
     TEST_IMAGE,
@@ -393,3 +395,43 @@ def test_host_network_app_with_volume_and_parameters(
     assert info["HostConfig"]["NetworkMode"] == "host"
     _delete_app(base, "/ocfweb/static")
     wait_until(lambda: not _containers(docker_api, task["id"]), 60, "container removed")
+
+
+def test_mesos_container_image_is_mesos_image_in_the_task_info():
+    """Mesos's unified containerizer reads ``mesos.image``; DockerInfo is for DOCKER only."""
+    app = checked_app(
+        {"id": "/ucr", "cmd": "true", "container": {"type": "MESOS", "docker": {"image": "x/y:1"}}}
+    )
+    info = build_task_info(app, "ucr.1", "agent-1", [31000])
+    assert info["container"] == {
+        "type": "MESOS",
+        "mesos": {"image": {"type": "DOCKER", "docker": {"name": "x/y:1"}}},
+    }
+    plain = checked_app({"id": "/p", "cmd": "true", "container": {"type": "MESOS"}})
+    assert build_task_info(plain, "p.1", "agent-1", [])["container"] == {
+        "type": "MESOS",
+        "mesos": {},
+    }
+
+
+def test_mesos_container_with_an_image_fails_with_a_reason(cluster: tuple[Cluster, str]):
+    """The agents have no unified containerizer: the task fails and says so, rather than
+    running the command on the host without the image."""
+    _, base = cluster
+    app = {
+        "id": "/ocfweb/ucr",
+        "cmd": "sleep 1000",
+        "cpus": 0.05,
+        "mem": 16,
+        "container": {"type": "MESOS", "docker": {"image": TEST_IMAGE}},
+        "backoffSeconds": 30,
+    }
+    r = httpx.post(base + "/v2/apps", json=app, timeout=10)
+    assert r.status_code == 201, r.text
+    failure = wait_until(lambda: _last_failure(base, "/ocfweb/ucr"), 60, "the task failed")
+    assert failure["state"] == "TASK_FAILED"
+    assert (
+        f"Container image {TEST_IMAGE} needs Mesos's unified containerizer" in (failure["message"])
+    )
+    assert not app_tasks(base, "/ocfweb/ucr")  # nothing left running
+    _delete_app(base, "/ocfweb/ucr")

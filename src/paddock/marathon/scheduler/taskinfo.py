@@ -183,7 +183,11 @@ def container_info(app: AppDefinition, host_ports: list[int]) -> dict[str, Any]:
             for v in c.volumes
         ]
     mappings = c.port_mappings or (c.docker.port_mappings if c.docker else None) or []
-    if c.docker is not None:
+    if c.type == "MESOS":
+        # Mesos's own containerizer: an image (if any) is ``mesos.image``, never DockerInfo
+        image = c.docker.image if c.docker is not None else None
+        out["mesos"] = {"image": {"type": "DOCKER", "docker": {"name": image}}} if image else {}
+    elif c.docker is not None:
         d = c.docker
         network = d.network or {"host": "HOST", "container/bridge": "BRIDGE"}.get(
             app.network_mode, "USER"
@@ -204,8 +208,6 @@ def container_info(app: AppDefinition, host_ports: list[int]) -> dict[str, Any]:
                 if m.host_port is not None
             ]  # fmt: skip
         out["docker"] = docker
-    elif c.type == "MESOS":
-        out["mesos"] = {}
     if app.networks and app.network_mode != "host":
         out["network_infos"] = [
             {"name": n.name} if n.name else {} for n in app.networks if n.mode == "container"
