@@ -440,3 +440,47 @@ async def test_kill_9_then_cleanup_removes_containers(agent, fake_master, docker
     lost = await fake_master.wait_update("gone", "TASK_LOST", timeout=60)
     assert lost["reason"] == "REASON_AGENT_RESTARTED"
     assert not containers_of(docker_api, "gone")
+
+
+async def test_engine_restart_while_a_container_runs(
+    tmp_path, fake_master, docker_socket, docker_api
+):
+    """The podman service goes away and comes back on the same socket: the container
+    goes on, the agent keeps following it and reports its real exit status."""
+    sock = str(tmp_path / "engine.sock")
+    data = tmp_path / "data"
+    data.mkdir()
+    a = AgentProc(tmp_path / "agent", fake_master.address, f"unix://{sock}", tmp_path / "a.log")
+    try:
+        with podman_service(socket_path=sock):
+            a.start()
+            await fake_master.wait_registrations(1, timeout=60)
+            fake_master.auto_ack = True
+            fake_master.send(
+                docker_task(
+                    "survivor",
+                    cmd="while [ ! -f /data/stop ]; do sleep 0.1; done; echo done; exit 5",
+                    volumes=[{"container_path": "/data", "host_path": str(data), "mode": "RW"}],
+                )
+            )
+            await fake_master.wait_update("survivor", "TASK_RUNNING", timeout=60)
+        # the engine is down; the container is not
+        (data / "stop").touch()
+        await until(  # it ends while the agent's engine is away (seen through another one)
+            lambda: (
+                not docker_api.inspect_container(containers_of(docker_api, "survivor")[0]["Id"])[
+                    "State"
+                ]["Running"]
+            ),
+            what="the container ended",
+        )
+        with podman_service(socket_path=sock):
+            ended = await fake_master.wait_update("survivor", "TASK_FAILED", timeout=60)
+            assert ended["message"] == "Container exited with status 5"
+            out = sandbox_file(a.work, "survivor", "stdout")
+            await until(lambda: "done" in out.read_text(), what="'done' copied after the restart")
+            rc = a.stop()
+    finally:
+        a.stop()
+        remove_labelled_containers(docker_socket, f"paddock.work_dir={a.work}")
+    assert rc == 0, a.tail()

@@ -156,6 +156,8 @@ class DockerContainer:
     oom_killed: bool = False
     returncode: int | None = None
     oom_watch: OomWatch | None = None
+    #: The container was removed by someone else while it ran.
+    vanished: bool = False
     _exited: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     _log_threads: list[threading.Thread] = dataclasses.field(default_factory=list)
 
@@ -218,13 +220,38 @@ class DockerContainer:
                 await blocking(t.join, left)
 
     async def wait(self) -> int:
-        """The container's exit status (and whether the engine saw it OOM-killed)."""
-        try:
-            result = await blocking(self.client.wait, self.container_id, timeout=None)
-            code = int(result.get("StatusCode", -1))
-        except Exception as exc:
-            log.warning("container %s: wait failed: %s; inspecting", self.name, exc)
-            code = -1
+        """The container's exit status (and whether the engine saw it OOM-killed).
+
+        When the engine goes away meanwhile (a restarted podman service), the container
+        goes on running: keep asking, backing off to 10 s, and copy the logs on once the
+        engine answers again.  A container removed behind the agent's back ends the wait
+        with :attr:`vanished` set."""
+        delay = 0.5
+        while True:
+            try:
+                result = await blocking(self.client.wait, self.container_id, timeout=None)
+                code = int(result.get("StatusCode", -1))
+                break
+            except Exception as exc:
+                if getattr(exc, "status_code", None) == 404:
+                    self.vanished = True
+                    code = -1
+                    break
+                log.warning(
+                    "container %s: waiting failed (%s); asking again in %.1f s",
+                    self.name,
+                    _error_text(exc),
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            if self.kill_requested:  # a stop sent while the engine was away was lost
+                with contextlib.suppress(Exception):
+                    await blocking(self.client.kill, self.container_id)
+            if not any(t.is_alive() for t in self._log_threads):
+                stdout = self.sandbox / "stdout"
+                self._log_threads.clear()
+                self.follow_logs(since=stdout.stat().st_mtime if stdout.exists() else None)
         try:
             state = (await blocking(self.client.inspect_container, self.container_id))["State"]
             self.oom_killed = bool(state.get("OOMKilled"))
@@ -496,6 +523,13 @@ async def follow_container(
             reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
             message=f"Task killed after {unhealthy[0]}",
             healthy=False,
+        )
+    elif handle.vanished:
+        _fail(
+            agent,
+            task,
+            f"Container {handle.name} disappeared: removed outside the agent",
+            "REASON_EXECUTOR_TERMINATED",
         )
     elif handle.oom_killed:
         _fail(

@@ -162,13 +162,17 @@ def ensure_test_image(image: str = TEST_IMAGE) -> str:
 
 
 @contextlib.contextmanager
-def podman_service(startup_timeout: float = 60.0) -> Iterator[str]:
-    """Run ``podman system service`` on a fresh unix socket; yield its ``unix://`` URL
-    once the Docker API answers a ping; stop it (and wait for it) on exit."""
+def podman_service(startup_timeout: float = 60.0, socket_path: str | None = None) -> Iterator[str]:
+    """Run ``podman system service`` on a fresh unix socket (or ``socket_path``, e.g. to
+    restart a service where its clients expect it); yield its ``unix://`` URL once the
+    Docker API answers a ping; stop it (and wait for it) on exit.  Stopping the service
+    does not stop the containers it started."""
     import docker
 
     tmp = tempfile.mkdtemp(prefix="paddock-podman-")
-    sock = os.path.join(tmp, "podman.sock")
+    sock = socket_path or os.path.join(tmp, "podman.sock")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(sock)  # a stale socket of an earlier service
     url = f"unix://{sock}"
     log_path = os.path.join(tmp, "service.log")
     with open(log_path, "wb") as log:
