@@ -145,3 +145,15 @@ def test_volumes_and_parameters():
 def test_bad_task_infos_are_refused_clearly(task_info, needle):
     with pytest.raises(SpecError, match=needle):
         spec_of(task_info)
+
+
+def test_image_names_split_into_repository_and_tag():
+    from paddock.agent.docker_containerizer import _split_image
+
+    assert _split_image("busybox") == ("busybox", "latest")
+    assert _split_image("docker.ocf.berkeley.edu/ocfweb:1.2") == (
+        "docker.ocf.berkeley.edu/ocfweb",
+        "1.2",
+    )
+    assert _split_image("localhost:5000/web") == ("localhost:5000/web", "latest")
+    assert _split_image("web@sha256:abc") == ("web@sha256:abc", None)

@@ -144,13 +144,21 @@ async def remove_orphan_containers(agent: Agent) -> None:
         return
     try:
         client = await blocking(docker_client, agent.config.docker_socket)
+        version = await blocking(client.version)
+        log.info(
+            "docker containerizer: %s %s (API %s) at %s",
+            ((version.get("Components") or [{}])[0] or {}).get("Name") or "engine",
+            version.get("Version"),
+            version.get("ApiVersion"),
+            agent.config.docker_socket,
+        )
         found = await blocking(
             client.containers,
             all=True,
             filters={"label": f"{LABEL_PREFIX}work_dir={agent.config.work_dir}"},
         )
     except Exception as exc:
-        log.warning("cannot look for orphan containers: %s", exc)
+        log.warning("docker containerizer: no engine to look for orphans in: %s", exc)
         return
     owned = set()
     for t in agent.tasks.values():
