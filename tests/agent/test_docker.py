@@ -227,6 +227,11 @@ async def test_bridge_port_mapping_serves_http_then_kill_removes_container(
     )
     running = await fake_master.wait_update("web", "TASK_RUNNING", timeout=60)
     assert running["source"] == "SOURCE_EXECUTOR"
+    [c] = containers_of(docker_api, "web")
+    [net] = running["container_status"]["network_infos"]
+    assert running["container_status"]["container_id"] == {"value": c["Id"]}
+    ip = net["ip_addresses"][0]["ip_address"]
+    assert ip and ip != "127.0.0.1"  # the container's own address on the bridge
     assert (await get_text(f"http://127.0.0.1:{host_port}/")).strip() == "paddock-busybox"
     healthy = await fake_master.wait_for(
         lambda m: [s for s in m.updates("web") if s.get("healthy") is True], timeout=60
@@ -281,7 +286,9 @@ async def test_host_network_env_volumes_and_logs(agent, fake_master, tmp_path):
             ],
         )
     )
-    await fake_master.wait_update("hostweb", "TASK_RUNNING", timeout=60)
+    hostweb = await fake_master.wait_update("hostweb", "TASK_RUNNING", timeout=60)
+    [net] = hostweb["container_status"]["network_infos"]
+    assert net["ip_addresses"] == [{"protocol": "IPv4", "ip_address": "127.0.0.1"}]
     assert (await get_text(f"http://127.0.0.1:{port}/")).strip() == "paddock-busybox"
 
     finished = await fake_master.wait_update("envvol", "TASK_FINISHED", timeout=60)

@@ -159,6 +159,7 @@ class Agent:
         reason: str | None = None,
         message: str | None = None,
         healthy: bool | None = None,
+        container_status: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Make a reliable update: record it on the task, checkpoint, send if head."""
         status: dict[str, Any] = {
@@ -176,6 +177,8 @@ class Agent:
             status["message"] = message
         if healthy is not None:
             status["healthy"] = healthy
+        if container_status:
+            status["container_status"] = container_status
         self.record_status(task, status)
         return status
 

@@ -181,6 +181,30 @@ class DockerContainer:
         except Exception as exc:
             log.debug("container %s: no OOM watch: %s", self.name, exc)
 
+    async def describe(self, host_ip: str) -> dict[str, Any] | None:
+        """A v1 ContainerStatus (container id, its address, its pid) for TASK_RUNNING;
+        None when the engine cannot say."""
+        try:
+            info = await blocking(self.client.inspect_container, self.container_id)
+        except Exception as exc:
+            log.debug("container %s: no status: %s", self.name, exc)
+            return None
+        settings = info.get("NetworkSettings") or {}
+        mode = (info.get("HostConfig") or {}).get("NetworkMode")
+        ip = host_ip if mode == "host" else settings.get("IPAddress")
+        if not ip:
+            for net in (settings.get("Networks") or {}).values():
+                if isinstance(net, dict) and net.get("IPAddress"):
+                    ip = net["IPAddress"]
+                    break
+        out: dict[str, Any] = {"container_id": {"value": self.container_id}}
+        if ip:
+            out["network_infos"] = [{"ip_addresses": [{"protocol": "IPv4", "ip_address": ip}]}]
+        pid = (info.get("State") or {}).get("Pid")
+        if isinstance(pid, int) and pid > 0:
+            out["executor_pid"] = pid
+        return out
+
     def follow_logs(self, since: float | None = None) -> None:
         """Copy stdout and stderr into the sandbox's files until the container ends."""
         for stream in ("stdout", "stderr"):
@@ -504,7 +528,12 @@ async def follow_container(
         agent.background(handle.kill(task.kill_grace or 0))
     else:
         if report_running:
-            agent.report_status(task, "TASK_RUNNING", message=running_message)
+            agent.report_status(
+                task,
+                "TASK_RUNNING",
+                message=running_message,
+                container_status=await handle.describe(agent.config.ip),
+            )
         if health is not None:
             check_env = {**env, **_host_env()}
             checker = asyncio.create_task(_watch_health(agent, task, health, check_env, unhealthy))
