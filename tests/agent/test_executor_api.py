@@ -530,7 +530,7 @@ async def test_executors_survive_an_agent_kill_9_and_resubscribe(tmp_path, fake_
     try:
         await fake_master.wait_registrations(1, timeout=30)
         fake_master.auto_ack = True
-        for tid, ex_id in (("t1", "ex-1"), ("t2", "ex-2")):
+        for tid, ex_id in (("t1", "ex-1"), ("t2", "ex-2"), ("t3", "ex-3")):
             event = executor_task(tid, ex_id, cmd=cmd)
             event["run_task"]["framework"]["checkpoint"] = True
             fake_master.send(event)
@@ -550,6 +550,10 @@ async def test_executors_survive_an_agent_kill_9_and_resubscribe(tmp_path, fake_
             await side.update(tid, "TASK_RUNNING")
             await fake_master.wait_update(tid, "TASK_RUNNING")
             assert (await side.next_event())["type"] == "ACKNOWLEDGED"
+        # ex-3's only task ends before the crash: the executor still runs, taskless.
+        await sides[2].update("t3", "TASK_FINISHED")
+        await fake_master.wait_update("t3", "TASK_FINISHED")
+        assert (await sides[2].next_event())["type"] == "ACKNOWLEDGED"
 
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -563,6 +567,12 @@ async def test_executors_survive_an_agent_kill_9_and_resubscribe(tmp_path, fake_
         states = {t["task_id"]["value"]: t["state"] for t in reg["tasks"]}
         assert states == {"t1": "TASK_RUNNING", "t2": "TASK_RUNNING"}
         assert {t["executor_id"]["value"] for t in reg["tasks"]} == {"ex-1", "ex-2"}
+
+        # The taskless ex-3 is known to the restarted agent too.
+        side3 = ExecutorSide(f"127.0.0.1:{port}", FW, "ex-3")
+        sides.append(side3)
+        assert await side3.try_subscribe() == 200
+        assert (await side3.next_event())["type"] == "SUBSCRIBED"
 
         # ex-1 re-subscribes (as a driver does, with nothing unacknowledged) ...
         side = ExecutorSide(f"127.0.0.1:{port}", FW, "ex-1")
@@ -589,7 +599,7 @@ async def test_executors_survive_an_agent_kill_9_and_resubscribe(tmp_path, fake_
         # A graceful stop of the agent shuts the surviving executor down.
         proc.send_signal(signal.SIGTERM)
         await asyncio.to_thread(proc.wait, 30)
-        assert not _alive(pids["ex-1"])
+        assert not _alive(pids["ex-1"]) and not _alive(pids["ex-3"])
     finally:
         for side in sides:
             await side.close()

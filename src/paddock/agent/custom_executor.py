@@ -46,6 +46,7 @@ import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
 from paddock.agent.checkpoint import validate_id
+from paddock.agent.executor_recovery import ExecutorRecovery
 from paddock.agent.executor_run import (
     DEFAULT_SHUTDOWN_GRACE,
     EXECUTOR_REGISTRATION_TIMEOUT,
@@ -87,7 +88,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ExecutorManager", "executor_id_of", "run_executor_task"]
 
 
-class ExecutorManager:
+class ExecutorManager(ExecutorRecovery):
     """The agent's custom executors: launch, subscription, updates, kill, shutdown."""
 
     def __init__(self, agent: Agent) -> None:
@@ -280,6 +281,7 @@ class ExecutorManager:
             proc.pid,
             run.sandbox,
         )
+        self._save_record(run)
         for task in run.tasks():
             self._checkpoint(run, task)
         self._timer(run, self._watch(run, proc))
@@ -344,92 +346,9 @@ class ExecutorManager:
             self._end_task(run, task)
         if self.runs.get(run.key) is run:
             del self.runs[run.key]
+        self._drop_record(run)
         self.completed.append(run)
         del self.completed[:-50]
-
-    # ------------------------------------------------------------------ agent restart
-    def recovered(self) -> None:
-        """After the agent's recovery: take over the executors of live tasks.
-
-        ``recovery`` reattached (``--recover=reconnect``) the process recorded for each
-        live task; for an executor's tasks that is the executor.  Each such executor
-        gets :attr:`reregistration_timeout` to SUBSCRIBE again (it keeps its tasks);
-        after that it is killed and its tasks become ``TASK_LOST`` (``TASK_GONE`` for
-        partition-aware frameworks) with ``REASON_EXECUTOR_REREGISTRATION_TIMEOUT``.
-        """
-        groups: dict[ExecutorKey, list[Task]] = {}
-        for task in self.agent.tasks.values():
-            ex = executor_id_of(task.info)
-            if ex is not None and not task.terminal and isinstance(task.pid, int):
-                groups.setdefault((task.framework_id, ex), []).append(task)
-        for (fw_id, ex_id), tasks in groups.items():
-            first = tasks[0]
-            info = dict(first.info["executor"])
-            info["framework_id"] = {"value": fw_id}
-            grace = duration_seconds(info.get("shutdown_grace_period"))
-            run = ExecutorRun(
-                fw_id,
-                ex_id,
-                info,
-                first.sandbox.name,
-                first.sandbox,
-                DEFAULT_SHUTDOWN_GRACE if grace is None else grace,
-            )
-            assert isinstance(first.pid, int)
-            run.process = AdoptedProcess(first.pid)
-            run.state = REGISTERING
-            run.subscriptions = 1  # its next SUBSCRIBE is a re-subscription
-            run.ever_sent_task = True
-            for task in tasks:
-                if task.runner is not None:
-                    task.runner.cancel()  # the process watcher recovery started
-                task.process = None
-                run.launched[task.task_id] = task
-                task.runner = asyncio.create_task(
-                    self._await_task(task), name=f"task-{task.task_id}"
-                )
-            self.runs[run.key] = run
-            log.info(
-                "executor %s of %s (pid %d) survived the agent restart; waiting %gs for it "
-                "to re-subscribe",
-                ex_id,
-                fw_id,
-                first.pid,
-                self.reregistration_timeout,
-            )
-            self._timer(run, self._watch(run, run.process))
-            self._timer(run, self._reregistration_timeout(run))
-
-    async def _await_task(self, task: Task) -> None:
-        done = self._task_done.setdefault(task.key, asyncio.Event())
-        try:
-            if not task.terminal:
-                await done.wait()
-        finally:
-            self._task_done.pop(task.key, None)
-
-    async def _reregistration_timeout(self, run: ExecutorRun) -> None:
-        await asyncio.sleep(self.reregistration_timeout)
-        if run.state != REGISTERING:
-            return
-        log.warning(
-            "executor %s of %s did not re-subscribe within %gs; killing it",
-            run.executor_id,
-            run.framework_id,
-            self.reregistration_timeout,
-        )
-        task = next(iter(run.launched.values()), None)
-        lost = (
-            "TASK_GONE" if task is not None and partition_aware(self.agent, task) else "TASK_LOST"
-        )
-        run.termination = (
-            lost,
-            "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
-            f"Executor did not reregister within {mesos_duration(self.reregistration_timeout)}",
-        )
-        run.state = TERMINATING
-        if run.process is not None:
-            await run.process.kill(0)
 
     # ------------------------------------------------------------------ subscription
     def subscribe(
