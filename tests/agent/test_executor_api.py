@@ -482,13 +482,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _agent_process(work: Path, master: str, port: int, log: Path) -> subprocess.Popen:
+def _agent_process(
+    work: Path, master: str, port: int, log: Path, recover: str = "reconnect"
+) -> subprocess.Popen:
     env = {**os.environ, "PADDOCK_EXECUTOR_REREGISTRATION_TIMEOUT": "3"}
     return subprocess.Popen(
         [
             sys.executable, "-m", "paddock.cli.main", "agent",
             "--master", master, "--work-dir", str(work), "--port", str(port),
-            "--ip", "127.0.0.1", "--hostname", "localhost", "--recover", "reconnect",
+            "--ip", "127.0.0.1", "--hostname", "localhost", "--recover", recover,
             "--resources", "cpus:1;mem:256;disk:100;ports:[31000-31001]",
             "--registration-backoff-factor", "0.05", "--no-cgroups",
         ],
@@ -640,3 +642,34 @@ async def test_executors_that_cannot_run_fail_their_tasks(tmp_path, fake_master)
         assert exited["reason"] == "REASON_EXECUTOR_TERMINATED"
         assert "Executor exited with status 3" in exited["message"]
         assert server.agent.executors.runs == {}
+
+
+async def test_recover_cleanup_kills_surviving_executors(tmp_path, fake_master):
+    work, log, port = tmp_path / "agent", tmp_path / "agent.log", _free_port()
+    proc = _agent_process(work, fake_master.address, port, log, recover="cleanup")
+    pid = None
+    try:
+        await fake_master.wait_registrations(1, timeout=30)
+        fake_master.auto_ack = True
+        fake_master.send(executor_task("t1", cmd="echo $$ > pid; exec sleep 60"))
+        pid = int(await _sandbox_file(work, "ex-1", "pid"))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        fake_master.close_stream()
+        assert _alive(pid)
+        proc = _agent_process(work, fake_master.address, port, log, recover="cleanup")
+        lost = await fake_master.wait_update("t1", "TASK_LOST", timeout=30)
+        assert lost["reason"] == "REASON_AGENT_RESTARTED"
+        await fake_master.wait_for(lambda m: not _alive(pid), timeout=10)
+        assert not list(work.glob("meta/frameworks/*/executors/*/executor.json"))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
