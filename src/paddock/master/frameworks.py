@@ -94,6 +94,11 @@ class FrameworkMixin(MasterBase):
             raise CallError(403, f"Framework {fid} has been removed (torn down or failed over)")
         if fid is not None and fid in self.frameworks:
             fw = self.frameworks[fid]
+            # As Mesos ("changing framework's principal is not allowed"): with
+            # authentication on, another principal's SUBSCRIBE with this id would
+            # otherwise fail the owner over and take its tasks.
+            if principal is not None and fw.info.get("principal") not in (None, principal):
+                raise CallError(403, f"Framework {fid} belongs to another principal")
             known = True
             if fw.failover_handle is not None:
                 fw.failover_handle.cancel()
