@@ -168,3 +168,19 @@ def test_client_stops_using_apps_marathon_does_not_know(tmp_path):
     c._forget_if_missing("/chaos/a2", "fail")  # acknowledged: keep (the checker judges)
     assert c.apps == ["/chaos/a2"]
     c.http.close()
+
+
+def test_slow_kills_after_a_scale_down_are_not_over_capacity():
+    h, samples, final = clean()
+    h += op(2, "scale", A, 1, 2.5, 2.6, "ok")
+    # both tasks (seen before the scale-down) still run 20 s later: kills are slow
+    samples.append(
+        sample(
+            22.0,
+            [("chaos_a4.x", "h"), ("chaos_a4.y", "h")],
+            {"10.77.0.14:5051": ["chaos_a4.x"], "10.77.0.15:5051": ["chaos_a4.y"]},
+        )
+    )
+    final = samples[-1] | {"agents": {"10.77.0.14:5051": ["chaos_a4.x"], "10.77.0.15:5051": []}}
+    kinds = [a.kind for a in check(h, samples, final, 23.0, [], []).anomalies]
+    assert "over-capacity" not in kinds

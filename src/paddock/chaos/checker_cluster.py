@@ -14,7 +14,10 @@ masters' and marathons' own logs. Checks:
 * **over-capacity**: no app has more tasks running (in Marathon's view) than its
   upgradeStrategy allows: ``floor(target * (1 + maximumOverCapacity))``, where the
   target is any instance count that may have been in force within the last
-  ``GRACE`` seconds (a scale-down's kills take a moment);
+  ``GRACE`` seconds, when one of them was launched (first seen) since the last
+  request for the app — Marathon started one too many. Surplus tasks that were
+  all there before (a scale-down whose kills are slow under faults) are left to
+  the convergence check;
 * **lost-task**: a task Marathon reported RUNNING is still running at the end,
   unless a scale-down or restart of its app was asked for after it was seen;
 * **two-leaders**: no two masters (and no two marathons) on different hosts act as
@@ -265,25 +268,41 @@ def check(
 
     # over-capacity (Marathon's view) and the tasks Marathon acknowledged RUNNING
     acked: dict[str, tuple[float, str]] = {}
+    first_seen: dict[str, float] = {}  # in any state, by Marathon or an agent
     reported: set[tuple[str, int]] = set()
     for s in samples:
+        t = s["t"] / 1e9
+        for ids in (s.get("agents") or {}).values():
+            for tid in ids or []:
+                first_seen.setdefault(tid, t)
         if s.get("tasks") is None:
             continue
-        t = s["t"] / 1e9
-        running: dict[str, int] = defaultdict(int)
+        running: dict[str, list[str]] = defaultdict(list)
         for task in s["tasks"]:
+            first_seen.setdefault(task["id"], t)
             if task["state"] == "TASK_RUNNING":
-                running[task["app"]] += 1
+                running[task["app"]].append(task["id"])
                 acked.setdefault(task["id"], (t, task.get("host") or "?"))
-        for app, n in running.items():
-            limit = _limit(app, targets_at(by_app.get(app, []), t, GRACE))
-            if n > limit and (app, int(t)) not in reported:
+        for app, ids in running.items():
+            ops_app = by_app.get(app, [])
+            targets = targets_at(ops_app, t, GRACE)
+            limit = _limit(app, targets)
+            if len(ids) <= limit or (app, int(t)) in reported:
+                continue
+            # Too many: an anomaly if Marathon launched one of them since the last
+            # request that could change the app (a scale-down whose kills are slow
+            # is not a launch beyond the strategy; convergence judges it at the end).
+            since = max((o["t_inv"] for o in ops_app if o["type"] != "fail" and o["t_inv"] <= t),
+                        default=0.0)  # fmt: skip
+            launched = sorted(i for i in ids if first_seen[i] >= since)
+            if launched:
                 reported.add((app, int(t)))
                 res.anomalies.append(
                     Anomaly(
                         "over-capacity",
-                        f"{app}: {n} tasks running at {t:.1f}s, at most {limit} allowed "
-                        f"(targets {targets_at(by_app.get(app, []), t, GRACE)})",
+                        f"{app}: {len(ids)} tasks running at {t:.1f}s, at most {limit} allowed "
+                        f"(targets {targets}); launched since the last request at "
+                        f"{since:.1f}s: {launched}",
                     )
                 )
     res.tasks_seen = len(acked)

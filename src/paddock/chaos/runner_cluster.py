@@ -159,24 +159,7 @@ def run_cluster(cfg: RunConfig) -> ClusterRunResult:
         if old_handler is not None:
             signal.signal(signal.SIGTERM, old_handler)
 
-    history: list[dict[str, Any]] = []
-    samples: list[dict[str, Any]] = []
-    final: dict[str, Any] | None = None
-    converged_at: float | None = None
-    if history_path.exists():
-        for line in history_path.read_text().splitlines():
-            with contextlib.suppress(json.JSONDecodeError):  # a torn last line
-                ev = json.loads(line)
-                ev["t"] = ev["t"] - start_ns
-                if ev["type"] == "sample":
-                    samples.append(ev)
-                elif ev["type"] == "converged":
-                    final = ev["final"]
-                    final["t"] = final["t"] - start_ns
-                    converged_at = ev["t"] / 1e9
-                elif "f" in ev:
-                    history.append(ev)
-    history.sort(key=lambda e: e["t"])
+    history, samples, final, converged_at = load_history(history_path, start_ns)
     deaths: dict[int, list[float]] = {h: [] for h in range(1, cfg.hosts + 1)}
     pauses: dict[int, list[tuple[float, float]]] = {h: [] for h in range(1, cfg.hosts + 1)}
     for f in faults:
@@ -199,6 +182,8 @@ def run_cluster(cfg: RunConfig) -> ClusterRunResult:
     ]
     oks = sorted(e["t"] / 1e9 for e in history if e["type"] == "ok")
     figures.update(fault_recovery(faults, oks, cfg.time))
+    figures["start_ns"] = start_ns
+    figures["wall0"] = wall0
     figures["faults"] = len(faults)
     figures["operations"] = sum(1 for e in history if e["type"] == "invoke")
     figures["ok"] = sum(1 for e in history if e["type"] == "ok")
@@ -216,6 +201,50 @@ def run_cluster(cfg: RunConfig) -> ClusterRunResult:
     log(report_cluster.text(rr))
     logf.close()
     return rr
+
+
+def load_history(
+    path: Path, start_ns: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None, float | None]:
+    """(requests, samples, final snapshot, converged at) with run-relative times."""
+    history: list[dict[str, Any]] = []
+    samples: list[dict[str, Any]] = []
+    final: dict[str, Any] | None = None
+    converged_at: float | None = None
+    if path.exists():
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):  # a torn last line
+                ev = json.loads(line)
+                ev["t"] = ev["t"] - start_ns
+                if ev["type"] == "sample":
+                    samples.append(ev)
+                elif ev["type"] == "converged":
+                    final = ev["final"]
+                    final["t"] = final["t"] - start_ns
+                    converged_at = ev["t"] / 1e9
+                elif "f" in ev:
+                    history.append(ev)
+    history.sort(key=lambda e: e["t"])
+    return history, samples, final, converged_at
+
+
+def recheck(out: Path) -> checker_cluster.ClusterCheck:
+    """Check a finished run's output again (after a checker change), with the
+    leadership intervals the run computed. Runs that did not record their start
+    (before ``start_ns`` was saved) are aligned on their first request: request
+    and sample times stay exact relative to each other; only the fault times in
+    the details may be off by the workload's start-up."""
+    figures = json.loads((out / "figures.json").read_text())
+    path = out / "history-cluster.jsonl"
+    start_ns = figures.get("start_ns")
+    if start_ns is None:
+        with open(path) as f:
+            start_ns = json.loads(f.readline())["t"]
+    history, samples, final, converged_at = load_history(path, int(start_ns))
+    faults = json.loads((out / "faults.json").read_text())
+    old = json.loads((out / "check.json").read_text())
+    ivs = [checker_cluster.Interval(**i) for i in old.get("leader_intervals", [])]
+    return checker_cluster.check(history, samples, final, converged_at, faults, ivs)
 
 
 def fault_recovery(
@@ -242,3 +271,17 @@ def fault_recovery(
 def outputs(out: Path) -> list[str]:
     """What a cluster run leaves in ``out`` (for the docs and tests)."""
     return ["report.txt", "report.html", "check.json", "faults.json", "history-cluster.jsonl"]
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="paddock.chaos.runner_cluster")
+    ap.add_argument("cmd", choices=["recheck"])
+    ap.add_argument("out", type=Path)
+    args = ap.parse_args()
+    res = recheck(args.out)
+    for a in res.anomalies:
+        print(f"{a.kind}: {a.detail}")
+    print(f"anomalies: {len(res.anomalies)}")
+    sys.exit(0 if res.ok else 1)
