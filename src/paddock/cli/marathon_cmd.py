@@ -38,6 +38,15 @@ def marathon(
     reconciliation_interval: float = typer.Option(600.0, "--reconciliation-interval"),
     task_launch_timeout: float = typer.Option(300.0, "--task-launch-timeout"),
     max_running_deployments: int = typer.Option(100, "--max-running-deployments"),
+    http_credentials: str = typer.Option(
+        "",
+        "--http-credentials",
+        envvar="MARATHON_HTTP_CREDENTIALS",
+        show_envvar=False,
+        help="user:password required (HTTP basic) on every request, as Marathon's "
+        "--http_credentials; also read from MARATHON_HTTP_CREDENTIALS. Empty: open.",
+    ),
+    http_realm: str = typer.Option("Mesosphere", "--http-realm", help="Basic auth realm."),
     log_format: str = typer.Option("text", "--log-format", help="text or json."),
     log_level: str = typer.Option("INFO", "--log-level"),
     config: ConfigOption = None,  # read (as defaults for the options) before this runs
@@ -76,6 +85,13 @@ def marathon(
         cfg.zk_parts()
     except ValueError as exc:
         raise _fail(str(exc)) from None
+    if http_credentials:
+        from paddock.marathon.api_auth import parse_http_credentials
+
+        try:
+            parse_http_credentials(http_credentials)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
     setup_logging(log_level, log_format, f"marathon:{port}", quiet=("kazoo", "httpx"))
     try:
         import uvloop
@@ -83,5 +99,10 @@ def marathon(
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    code = asyncio.run(MarathonDaemon(cfg).run())
+    daemon = MarathonDaemon(cfg)
+    if http_credentials:
+        from paddock.marathon.api_auth import protect
+
+        protect(daemon.api, http_credentials, http_realm)
+    code = asyncio.run(daemon.run())
     raise typer.Exit(code)
