@@ -261,29 +261,37 @@ def test_seed_definition_as_written_fails_to_pull_and_backs_off(
     # nothing was left behind in the engine by the failed launches
     assert not _containers(docker_api, failure["taskId"])
 
+    _delete_app(base, "/ocfweb/web")
+    assert _queue_item(base, "/ocfweb/web") is None
+
     # -- the delay grows per backoffSeconds * backoffFactor^(n-1) --------------------
-    # (a new deployment resets it; one instance makes the failures one at a time)
-    r = httpx.put(
-        base + "/v2/apps/ocfweb/web?force=true",  # the failing deployment is still running
-        json={**SEED_OCFWEB, "instances": 1, "backoffSeconds": 3, "backoffFactor": 3,
-              "maxLaunchDelaySeconds": 60},
-        timeout=10,
-    )  # fmt: skip
-    assert r.status_code == 200, r.text
+    # (a fresh app with one instance, so the failures come one at a time)
+    retry = {**SEED_OCFWEB, "id": "/ocfweb/retry", "instances": 1, "backoffSeconds": 4,
+             "backoffFactor": 3, "maxLaunchDelaySeconds": 60}  # fmt: skip
+    r = httpx.post(base + "/v2/apps", json=retry, timeout=10)
+    assert r.status_code == 201, r.text
     seen: list[int] = []
+
+    def grown() -> list[int] | None:
+        # from the first delay (<= 4 s) to a longer one
+        small = [i for i, v in enumerate(seen) if v <= 4]
+        return seen[small[0] :] if small and max(seen[small[0] :]) >= 6 else None
+
     end = time.monotonic() + 90
-    while time.monotonic() < end and not (seen and max(seen) >= 5):
-        q = _queue_item(base, "/ocfweb/web")
+    while time.monotonic() < end and not grown():
+        q = _queue_item(base, "/ocfweb/retry")
         if q is not None and q["delay"]["timeLeftSeconds"] > 0:
             seen.append(q["delay"]["timeLeftSeconds"])
         time.sleep(0.2)
-    # first failure: 3 s; second: 9 s (whole seconds, rounded up, read while counting down)
-    assert seen and seen[0] <= 3 and 5 <= max(seen) <= 9, seen
-    failure = _last_failure(base, "/ocfweb/web")
+    # first failure: 4 s; second: 12 s (whole seconds, rounded up, read while counting down)
+    after = grown()
+    assert after is not None and max(after) <= 12, seen
+    assert seen[0] <= 4, seen
+    failure = _last_failure(base, "/ocfweb/retry")
     assert failure is not None and SEED_IMAGE in failure["message"]
 
-    _delete_app(base, "/ocfweb/web")
-    assert _queue_item(base, "/ocfweb/web") is None
+    _delete_app(base, "/ocfweb/retry")
+    assert _queue_item(base, "/ocfweb/retry") is None
 
 
 def test_ocfweb_on_local_image_runs_on_the_nfs_agents(
