@@ -26,6 +26,7 @@ import httpx
 import pytest
 from scheduler_cluster import Cluster, Proc, app_tasks, healthy_running, leader_of, url, wait_until
 
+from paddock.cli.app_cmd import _waiting_reason
 from paddock.marathon.scheduler.taskinfo import build_task_info
 from paddock.marathon.validation import checked_app
 from paddock.testing import keeper_unavailable_reason, zk_ensemble
@@ -258,6 +259,13 @@ def test_seed_definition_as_written_fails_to_pull_and_backs_off(
     # the only agent that ever declines for a placement reason is the one without nfs
     assert set(k for k, v in rejects.items() if v) <= {"UnfulfilledConstraint"}, summary
     assert summary["processedOffersCount"] >= summary["unusedOffersCount"] >= 0
+    # `paddock app`'s "why it waits" line names the failure, not the declined offers
+    why = wait_until(
+        lambda: (w := _waiting_reason(base, "/ocfweb/web")) and "backoff" in w and w,
+        60,
+        "the CLI's waiting reason during backoff",
+    )
+    assert f"after TASK_FAILED: Failed to pull image {SEED_IMAGE}" in why, why
     # nothing was left behind in the engine by the failed launches
     assert not _containers(docker_api, failure["taskId"])
 

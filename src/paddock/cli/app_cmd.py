@@ -66,6 +66,22 @@ def load_app_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def _last_failure_text(base: str, app_id: str, limit: int = 160) -> str:
+    """`` after TASK_FAILED: <message>`` for an app in backoff (an image that cannot be
+    pulled, a command that exits), or "" when marathon has no failure for it."""
+    try:
+        r = httpx.get(f"{base}/v2/apps{app_id}?embed=apps.lastTaskFailure", timeout=3)
+        failure = r.json().get("app", {}).get("lastTaskFailure") if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return ""
+    if not isinstance(failure, dict):
+        return ""
+    message = " ".join(str(failure.get("message") or "").split())
+    if len(message) > limit:
+        message = message[: limit - 3] + "..."
+    return f" after {failure.get('state', 'a failure')}" + (f": {message}" if message else "")
+
+
 def _waiting_reason(base: str, app_id: str) -> str:
     try:
         queue = httpx.get(base + "/v2/queue", timeout=3).json().get("queue", [])
@@ -80,6 +96,9 @@ def _waiting_reason(base: str, app_id: str) -> str:
         waiting = f"{item.get('count', 0)} waiting"
         if item.get("delay", {}).get("overdue") is False:
             waiting += f", backoff {item['delay'].get('timeLeftSeconds', 0)}s"
+            failure = _last_failure_text(base, app_id)
+            if failure:  # the failures are why it waits now, not the offers
+                return waiting + failure
         if declined:
             return f"{waiting}: offers declined for " + ", ".join(declined)
         if summary.get("processedOffersCount", 0) == 0:
