@@ -84,6 +84,7 @@ def test_marathon_api_fuzz_has_no_server_errors(marathon, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_marathon_api_fuzz_large(marathon, tmp_path):
     cluster, m = marathon
     _fuzz(

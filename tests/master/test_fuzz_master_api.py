@@ -117,6 +117,7 @@ async def test_master_api_fuzz_has_no_server_errors(zk, masters, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 async def test_master_api_fuzz_large(zk, masters, tmp_path):
     await _fuzz(zk, masters, tmp_path, "--phases", "coverage,fuzzing", "--max-examples", "1500",
                 "--seed", "8")  # fmt: skip
@@ -154,6 +155,18 @@ async def test_malformed_accept_operations_are_refused_and_leave_the_offer(zk, m
         assert await sched.launch(offer, "t1", 1, 128) == 202
         run = await agent.next("RUN_TASK")
         assert run["run_task"]["task"]["task_id"]["value"] == "t1"
+        # Operator calls with ids of the wrong shape (schemathesis: AttributeError, 500).
+        async with httpx.AsyncClient(timeout=10) as c:
+            for call in (
+                {"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": [1]}},
+                {"type": "MARK_AGENT_GONE", "mark_agent_gone": {"agent_id": "S1"}},
+                {"type": "MARK_AGENT_GONE", "mark_agent_gone": [1]},
+                {"type": "TEARDOWN", "teardown": {"framework_id": [None]}},
+                {"type": "TEARDOWN", "teardown": {"framework_id": 5}},
+                {"type": "UPDATE_WEIGHTS", "update_weights": {"weight_infos": [[1], "x", {}]}},
+            ):
+                r = await c.post(m.url + "/api/v1", json=call)
+                assert r.status_code == 400, (call, r.status_code, r.text)
         assert "Traceback" not in m.log_path.read_text(errors="replace"), m.log_tail(80)
     finally:
         await sched.close()

@@ -80,7 +80,7 @@ async def operator_call(daemon: MasterDaemon, call: dict[str, Any]) -> dict[str,
         return {}
     if t == "MARK_AGENT_GONE":
         body = call.get("mark_agent_gone") or {}
-        aid = (body.get("agent_id") or {}).get("value") if isinstance(body, dict) else None
+        aid = _value_at(body, "agent_id")
         if not isinstance(aid, str) or not aid:
             raise CallError(400, "Expecting 'mark_agent_gone.agent_id'")
         m.require_acting()
@@ -88,7 +88,7 @@ async def operator_call(daemon: MasterDaemon, call: dict[str, Any]) -> dict[str,
         return {}
     if t == "TEARDOWN":
         body = call.get("teardown") or {}
-        fid = (body.get("framework_id") or {}).get("value") if isinstance(body, dict) else None
+        fid = _value_at(body, "framework_id")
         fw = m.frameworks.get(fid) if isinstance(fid, str) else None
         if fw is None:
             raise CallError(400, f"No framework with id {fid!r}")
@@ -96,6 +96,13 @@ async def operator_call(daemon: MasterDaemon, call: dict[str, Any]) -> dict[str,
         m.remove_framework(fw, "operator teardown")
         return {}
     raise CallError(400, f"Unsupported operator call {t!r}")
+
+
+def _value_at(body: Any, key: str) -> Any:
+    """``body[key]["value"]`` or None when any step is missing or not an object (fuzzing
+    found ``"agent_id": []`` raising AttributeError: a 500)."""
+    ident = body.get(key) if isinstance(body, dict) else None
+    return ident.get("value") if isinstance(ident, dict) else None
 
 
 _NAME_RE = re.compile(r"[^a-zA-Z0-9_]")
