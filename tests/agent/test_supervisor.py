@@ -267,3 +267,22 @@ async def test_killed_supervisor_means_unknown_outcome_and_no_orphan(tmp_path, z
     assert await asyncio.wait_for(t.wait(), 10) is None
     assert t.outcome is not None and "recorded no outcome" in (t.outcome.problem or "")
     await _until(lambda: not _alive(t.task_pid))  # the task does not run on unowned
+
+
+async def test_a_burst_of_launches_with_big_environments_is_all_answered(tmp_path, zygote):
+    # More requests than the socket queues at once: every sender must get through.
+    env = {"PATH": os.environ.get("PATH", os.defpath), **{f"V{i}": "x" * 100 for i in range(80)}}
+    tasks = [
+        SupervisedTask(
+            CommandSpec(["/bin/sh", "-c", f"exit {i % 3}"]),
+            tmp_path / f"s{i}",
+            env,
+            tmp_path / f"o{i}",
+            None,
+            zygote,
+        )
+        for i in range(60)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(t.start() for t in tasks)), 60)
+    codes = await asyncio.wait_for(asyncio.gather(*(t.wait() for t in tasks)), 60)
+    assert codes == [i % 3 for i in range(60)]

@@ -296,7 +296,10 @@ def run_supervisor(sock: socket.socket, req: dict[str, Any]) -> int:
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
         os.dup2(null, 1)
-        os.dup2(os.open(errors_to, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), 2)
+        os.close(null)
+        err = os.open(errors_to, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(err, 2)
+        os.close(err)
     try:
         pid = _spawn_task(req)
     except OSError as exc:

@@ -56,6 +56,9 @@ class _Generation:
         ours.setblocking(False)
         self.sock = ours
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        #: One sender at a time: ``sock_sendall`` waiting for room keeps one writer
+        #: callback per fd, so a second waiting sender would silently replace the first.
+        self.send_lock = asyncio.Lock()
         self.closed = False
         self.loop = asyncio.get_running_loop()
         self.loop.add_reader(ours.fileno(), self._readable)
@@ -143,7 +146,8 @@ class Zygote:
         fut: asyncio.Future[dict[str, Any]] = gen.loop.create_future()
         gen.pending[rid] = fut
         try:
-            await gen.loop.sock_sendall(gen.sock, data)
+            async with gen.send_lock:
+                await gen.loop.sock_sendall(gen.sock, data)
         except OSError as exc:
             gen.pending.pop(rid, None)
             raise ZygoteError(f"cannot reach the task zygote: {exc}") from exc
