@@ -341,6 +341,29 @@ def test_ocfweb_on_local_image_runs_on_the_nfs_agents(
     assert app["labels"] == {"owner": "ocf", "HAPROXY_GROUP": "external"}
     assert _queue_item(base, "/ocfweb/web") is None
 
+    # -- a new version (as a new image tag would be) rolls over the same three hosts ---
+    old_ids = {t["id"] for t in tasks}
+    r = httpx.put(
+        base + "/v2/apps/ocfweb/web",
+        json={**local_ocfweb(), "env": {"OCFWEB_ENV": "v2"}},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    wait_until(lambda: not _deployments(base), 120, "rolling upgrade finished")
+    tasks = healthy_running(app_tasks(base, "/ocfweb/web"))
+    assert len(tasks) == 3 and not ({t["id"] for t in tasks} & old_ids), tasks
+    assert sorted(t["host"] for t in tasks) == NFS_HOSTS
+    for t in tasks:
+        [ctr] = _containers(docker_api, t["id"])
+        env = dict(
+            e.split("=", 1) for e in docker_api.inspect_container(ctr["Id"])["Config"]["Env"]
+        )
+        assert env["OCFWEB_ENV"] == "v2"
+        assert httpx.get(f"http://{t['host']}:{t['ports'][0]}/", timeout=10).status_code == 200
+    wait_until(
+        lambda: not any(_containers(docker_api, i) for i in old_ids), 60, "old containers removed"
+    )
+
     # -- scale to 0: every container is stopped and removed --------------------------
     ids = [t["id"] for t in tasks]
     r = httpx.put(base + "/v2/apps/ocfweb/web", json={"instances": 0}, timeout=10)
