@@ -362,8 +362,12 @@ async def test_orphan_containers_are_removed_at_start(agent, fake_master, docker
         TEST_IMAGE, command=["sleep", "300"], labels=labels, name=f"orphan-{free_port()}"
     )["Id"]
     docker_api.start(orphan)
-    other = docker_api.create_container(
-        TEST_IMAGE, command=["sleep", "300"], labels={"paddock.task_id": "someone-elses"}
+    clash = f"clash{free_port()}"
+    other = docker_api.create_container(  # another agent's, named like our task's will be
+        TEST_IMAGE,
+        command=["sleep", "300"],
+        labels={"paddock.task_id": clash, "paddock.work_dir": "/elsewhere"},
+        name=f"paddock-agent-1-{clash}",
     )["Id"]
     try:
         agent.start()
@@ -371,6 +375,13 @@ async def test_orphan_containers_are_removed_at_start(agent, fake_master, docker
         ids = {c["Id"] for c in docker_api.containers(all=True)}
         assert orphan not in ids
         assert other in ids  # not this agent's: left alone
+
+        fake_master.auto_ack = True
+        fake_master.send(docker_task(clash, args=["sleep", "300"], grace=0))
+        await fake_master.wait_update(clash, "TASK_RUNNING", timeout=60)
+        names = {n.lstrip("/") for c in containers_of(docker_api, clash) for n in c["Names"]}
+        assert f"paddock-agent-1-{clash}" in names  # the other agent's, untouched
+        assert any(n.startswith(f"paddock-agent-1-{clash}-") for n in names)  # ours
     finally:
         with contextlib.suppress(Exception):
             docker_api.remove_container(other, force=True)

@@ -31,7 +31,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from paddock.agent.docker_oom import OomWatch
-from paddock.agent.docker_spec import ContainerSpec, SpecError, container_spec
+from paddock.agent.docker_spec import (
+    LABEL_PREFIX,
+    ContainerSpec,
+    SpecError,
+    container_spec,
+)
 from paddock.agent.healthcheck import HealthCheck, HealthChecker, parse_health_check
 from paddock.agent.tasks import task_environment
 
@@ -59,6 +64,8 @@ T = TypeVar("T")
 #: Engine API calls other than the long ones (wait, logs) give up after this long.
 API_TIMEOUT = 120.0
 LAUNCH_FAILED = "REASON_CONTAINER_LAUNCH_FAILED"
+WORK_DIR_LABEL = LABEL_PREFIX + "work_dir"
+RUN_ID_LABEL = LABEL_PREFIX + "run_id"
 
 
 class DockerUnavailable(RuntimeError):
@@ -380,7 +387,10 @@ def _split_image(image: str) -> tuple[str, str | None]:
 
 
 async def _create(client: Any, spec: ContainerSpec) -> str:
-    """Create the container; a leftover of the same name (an earlier run's) is removed."""
+    """Create the container.  A container of the same name that this agent (its work
+    dir) left behind is removed first; one of another agent (same agent id and task id
+    on the same engine, as test masters hand out) is left alone and this container
+    gets the run id in its name."""
 
     def create() -> str:
         host_config = client.create_host_config(**spec.host_config_kwargs())
@@ -389,11 +399,17 @@ async def _create(client: Any, spec: ContainerSpec) -> str:
 
     try:
         return await blocking(create)
-    except Exception as exc:
-        if getattr(exc, "status_code", None) != 409:
+    except Exception as exc:  # Docker says 409; podman 4.3 says 500 "already in use"
+        if getattr(exc, "status_code", None) != 409 and "already in use" not in str(exc):
             raise
-    log.warning("removing a leftover container named %s", spec.name)
-    await blocking(client.remove_container, spec.name, v=True, force=True)
+    existing = await blocking(client.inspect_container, spec.name)
+    labels = (existing.get("Config") or {}).get("Labels") or {}
+    if labels.get(WORK_DIR_LABEL) == spec.labels[WORK_DIR_LABEL]:
+        log.warning("removing a leftover container named %s", spec.name)
+        await blocking(client.remove_container, spec.name, v=True, force=True)
+    else:
+        spec.name = f"{spec.name}-{spec.labels[RUN_ID_LABEL][:8]}"
+        log.warning("container name taken by another agent's; using %s", spec.name)
     return await blocking(create)
 
 
