@@ -103,6 +103,8 @@ def podman_unavailable_reason() -> str | None:
     """Why real containers cannot run here (None when they can)."""
     if shutil.which("podman") is None:
         return "podman is not installed (scripts/setup.sh --system installs it)"
+    if os.geteuid() != 0:
+        return "rootful podman (configured by scripts/setup-podman.sh) needs root"
     try:
         import docker  # noqa: F401
     except ImportError:
