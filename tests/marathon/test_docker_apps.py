@@ -8,8 +8,10 @@ processes (``--containerizers docker,mesos`` on podman's Docker-compatible servi
   backoffSeconds/backoffFactor) and says why (``lastTaskFailure``, ``/v2/queue``).
 - The same app on a local busybox image (cpus/mem scaled down, BRIDGE network,
   containerPort 8000 -> a host port from the offer) runs 3 healthy instances on the
-  three nfs agents, each answering HTTP on its host port from a real container; scaling
-  to 0 and deleting remove the containers.
+  three nfs agents, each answering HTTP on its host port from a real container; a new
+  version rolls over the same hosts; scaling to 0 and deleting remove the containers.
+- A HOST-network app with a host volume and a docker ``label`` parameter; a MESOS
+  container naming an image fails with a reason (no unified containerizer here).
 
 One cluster for the module: starting agents and the engine is most of the cost.
 """
