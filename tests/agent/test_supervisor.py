@@ -286,3 +286,17 @@ async def test_a_burst_of_launches_with_big_environments_is_all_answered(tmp_pat
     await asyncio.wait_for(asyncio.gather(*(t.start() for t in tasks)), 60)
     codes = await asyncio.wait_for(asyncio.gather(*(t.wait() for t in tasks)), 60)
     assert codes == [i % 3 for i in range(60)]
+
+
+async def test_a_kill_in_progress_is_remembered_across_a_reattach(tmp_path, zygote):
+    t = shell(tmp_path, zygote, "trap '' TERM; while true; do sleep 0.05; done")
+    await t.start()
+    first = asyncio.ensure_future(t.kill(grace=60))  # SIGTERM is ignored: a long grace
+    await _until(lambda: Path(f"{t.outcome_path}.kill").exists())
+    first.cancel()  # "the agent died" mid-kill
+    again = SupervisedTask.reattach(t.checkpoint_fields(), t.sandbox, None)
+    assert again.kill_requested
+    await again.kill(grace=0)
+    rc = await asyncio.wait_for(again.wait(), 10)
+    assert rc == -signal.SIGKILL
+    assert describe_exit(rc, killed=again.kill_requested).state == "TASK_KILLED"

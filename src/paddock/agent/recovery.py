@@ -166,6 +166,10 @@ def _recover_supervised(agent: Agent, task: Task, rec: dict[str, Any]) -> str | 
             task.runner = asyncio.create_task(
                 watch_supervised(agent, task, proc), name=f"task-{task.task_id}"
             )
+            if proc.kill_requested:  # the earlier run was killing it: finish that
+                task.kill_requested = True
+                task.kill_grace = agent.grace_for(task)
+                agent.background(proc.kill(task.kill_grace))
             return name
         log.warning(
             "killing task %s's process group %s left by a previous run", task.task_id, proc.pid

@@ -65,6 +65,7 @@ class SupervisedTask:
             supervisor_ticks=record.get("supervisor_ticks"),
             task_pid=record.get("pid"),
             task_ticks=record.get("start_ticks"),
+            kill_requested=Path(f"{record['outcome']}.kill").exists(),
         )
 
     @property
@@ -192,7 +193,13 @@ class SupervisedTask:
             os.killpg(self.task_pid, sig)
 
     async def kill(self, grace: float) -> None:
-        """SIGTERM the process group, wait ``grace`` seconds, SIGKILL the group."""
+        """SIGTERM the process group, wait ``grace`` seconds, SIGKILL the group.
+
+        A marker next to the outcome file remembers the kill across an agent restart
+        (so the end is reported ``TASK_KILLED``, and a restarted agent finishes it)."""
+        if not self.kill_requested:
+            with contextlib.suppress(OSError):
+                Path(f"{self.outcome_path}.kill").touch()
         self.kill_requested = True
         if self.task_pid is None or self._exited.is_set():
             return
