@@ -5,6 +5,7 @@ message.  Skipped only where the machine gives no usable memory cgroup."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -77,3 +78,26 @@ async def test_without_cgroups_the_state_says_so(tmp_path, fake_master):
     assert state["cgroups"]["available"] is False
     assert state["cgroups"]["reason"] == "disabled by --no-cgroups"
     assert state["cgroups"]["isolation"] == "posix/cpu,posix/mem"
+
+
+def test_cgroup_v2_layout_on_a_fake_unified_tree(tmp_path):
+    # The v2 path is not exercised by the machine (cgroup v1 here): check what it writes
+    # on a stand-in tree (plain files where the kernel would have its own).
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    own = next((line[3:].strip().lstrip("/") for line in lines if line.startswith("0::")), "")
+    home = tmp_path / own  # where the agent's own cgroup would be
+    home.mkdir(parents=True, exist_ok=True)
+    for where in {tmp_path, home}:
+        (where / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    m = CgroupManager("paddock", mount=tmp_path)
+    m.detect()
+    assert m.available and m.version == 2, m.reason
+    assert m.controllers == {"memory": home / "paddock", "cpu": home / "paddock"}
+    assert (home / "cgroup.subtree_control").read_text() == "+memory +cpu"
+    group = m.create("fw.t.run-1", cpus=0.5, mem_mb=64)
+    assert group is not None
+    path = home / "paddock" / "fw.t.run-1"
+    assert (path / "memory.max").read_text() == str(64 << 20)
+    assert (path / "cpu.weight").read_text() == str(1 + (512 - 2) * 9999 // 262142)
+    assert group.procs_files() == [str(path / "cgroup.procs")]  # one directory for both
+    assert m.describe()["isolation"] == "cgroups/cpu,cgroups/mem"
