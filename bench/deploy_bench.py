@@ -16,6 +16,10 @@ master needed) and ``GET /v2/apps?embed=apps.tasks`` is timed (Marathon issue #1
 
     .venv/bin/python bench/deploy_bench.py [--instances 500] [--agents 5] [--apps 1000]
         [--tasks-per-app 10] [--skip-deploy] [--skip-api]
+
+With ``PADDOCK_MARATHON_PROFILE=<file>`` in the environment, marathon profiles its event
+loop thread with cProfile and writes the stats there when it stops (use with
+``--skip-api``, or the API part's marathon overwrites the deploy part's file).
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ def deploy_part(
             return ", ".join(f"{k} {now[k] - before[k]:.1f}s" for k in now)
 
         cpu0 = cpu()
+        print(f"load average before the deploy: {_load()}")
         t0 = time.monotonic()
         r = client.post(base + "/v2/apps", json=app)
         assert r.status_code == 201, r.text
@@ -131,6 +136,7 @@ def deploy_part(
         t_restart = time.monotonic() - t0
         print(f"rolling restart of {instances}: {t_restart:.2f}s")
         print(f"  CPU used: {cpu_line(cpu0)}")
+        print(f"load average after the restart: {_load()}")
         r = client.delete(base + "/v2/apps/bench/sleep")
         wait_until(lambda: not client.get(base + "/v2/deployments").json(), 300, "deleted")
         return {"running": t_running, "deployed": t_deployed, "restart": t_restart}
@@ -183,6 +189,7 @@ def api_part(hosts: str, work: Path, apps: int, per_app: int, runs: int = 20) ->
                 assert len(body["apps"]) == apps
                 assert sum(len(a["tasks"]) for a in body["apps"]) == apps * per_app
             times.sort()
+            print(f"  load average: {_load()}")
             out[name + "_median_ms"] = statistics.median(times) * 1000
             out[name + "_p90_ms"] = times[int(len(times) * 0.9) - 1] * 1000
             out[name + "_bytes"] = len(r.content)
@@ -198,6 +205,11 @@ def api_part(hosts: str, work: Path, apps: int, per_app: int, runs: int = 20) ->
         raise
     finally:
         c.stop()
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages (the machine is shared: wall times depend on it)."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -387,7 +387,28 @@ class MarathonStore:
         self.put_instances([task])
 
     def put_instances(self, tasks: Iterable[Task]) -> None:
-        """Create or overwrite task records, pipelined (one round of requests for many)."""
+        """Create or overwrite task records, pipelined (one round of requests for many).
+
+        A task past TASK_STAGING was written when it was launched: its record is set
+        at once (one request, not a create that fails and then a set); new ones are
+        created, and whichever guess was wrong is corrected with the other request."""
+        fresh: list[Task] = []
+        records = []
+        for t in tasks:
+            if t.state == "TASK_STAGING":
+                fresh.append(t)
+            else:
+                records.append((self._p("instances", app_key(t.app_id), t.id), t))
+        sets = [(t, self.client.set_async(p, _dump(t.to_json()))) for p, t in records]
+        for task, result in sets:
+            try:
+                result.get()
+            except NoNodeError:
+                fresh.append(task)
+        if fresh:
+            self._create_instances(fresh)
+
+    def _create_instances(self, tasks: list[Task]) -> None:
         records = [
             (self._p("instances", app_key(t.app_id), t.id), _dump(t.to_json())) for t in tasks
         ]

@@ -22,103 +22,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import random
-import threading
-import time
-from collections.abc import Callable
 from typing import Any
 
 from paddock.marathon.models import (
     AppDefinition,
-    HealthCheckResult,
-    IpAddress,
     Task,
-    TaskFailure,
 )
 from paddock.marathon.planner import DeploymentPlan
 from paddock.marathon.scheduler import deployment_executor as dx
-from paddock.marathon.scheduler.health import HealthChecker, HealthState, ReadinessChecker
+from paddock.marathon.scheduler.core_base import (
+    DRIVE_MIN_INTERVAL,
+    KILL_RETRY_SECONDS,
+    REVIVE_MIN_INTERVAL,
+    log,
+)
 from paddock.marathon.scheduler.instances import (
-    BACKOFF_STATES,
-    FAILURES,
-    TERMINAL,
     Instance,
     PlanRun,
-    TrackedTask,
-    changed_task,
     tracked,
 )
-from paddock.marathon.scheduler.launch_queue import LaunchQueue
-from paddock.marathon.scheduler.matcher import Match, Offer, Placement, consume, match_offer
-from paddock.marathon.scheduler.status_writer import StatusWriter
-from paddock.marathon.scheduler.taskinfo import build_task_info, new_task_id
+from paddock.marathon.scheduler.offers import OfferHandling
+from paddock.marathon.scheduler.updates import StatusHandling
 from paddock.marathon.scheduler_iface import CoreHooks, LeaderInfo, QueueEntry, TaskCounts
-from paddock.marathon.store import MarathonStore
 
-log = logging.getLogger(__name__)
-
-KILL_RETRY_SECONDS = 10.0
-REVIVE_MIN_INTERVAL = 1.0
-DRIVE_MIN_INTERVAL = 0.25
+__all__ = ["SchedulerCore"]
 
 
-class SchedulerCore:
+class SchedulerCore(OfferHandling, StatusHandling):
     """Runs apps on a Mesos master (see the module docstring)."""
 
-    def __init__(
-        self,
-        store: MarathonStore,
-        *,
-        advertised: str,
-        clock: Callable[[], str],
-        rng: random.Random | None = None,
-        role: str = "*",
-        monotonic: Callable[[], float] = time.monotonic,
-        task_launch_timeout: float = 300.0,
-    ) -> None:
-        self.store = store
-        self.advertised = advertised
-        self.clock = clock
-        self.rng = rng or random.Random()
-        self.role = role
-        self.monotonic = monotonic
-        self.task_launch_timeout = task_launch_timeout
-        self._lock = threading.RLock()
-        self._hooks: CoreHooks | None = None
-        self._instances: dict[str, Instance] = {}
-        self._by_app: dict[str, set[str]] = {}
-        self._plans: dict[str, PlanRun] = {}
-        self._counts: dict[str, TaskCounts] = {}  # per app, dropped on every change
-        self.writer = StatusWriter(store, self._call, lambda: self.acting)
-        self._background: set[asyncio.Task[Any]] = set()
-        self.max_update_lag = 0.0
-        self._lag_warned = -1e9
-        self.queue_state = LaunchQueue()
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
-        self.health = HealthChecker(self._on_health, clock, monotonic)
-        self.readiness = ReadinessChecker(self._on_ready)
-        # Set by the daemon: who leads, whether we act, how to abdicate, the master.
-        self.elected = False
-        self.acting = False
-        self.leader_address: str | None = None
-        self.abdicate_fn: Callable[[], bool] | None = None
-        self.call: Callable[[str, dict[str, Any] | None], Any] | None = None
-        self._suppressed = False
-        self._revive_pending = False
-        self._last_revive = -1e9
-        self._last_wanted: dict[str, int] = {}
-        self._driver: asyncio.Task[None] | None = None
-        self.loaded = False
-
     # ------------------------------------------------------------------ MarathonCore
-
-    @property
-    def hooks(self) -> CoreHooks:
-        if self._hooks is None:
-            raise RuntimeError("SchedulerCore used before attach()")
-        return self._hooks
 
     def attach(self, hooks: CoreHooks) -> None:
         self._hooks = hooks
@@ -271,81 +204,6 @@ class SchedulerCore:
                     await task
         self.health.stop()
         self.readiness.stop()
-
-    def poke(self) -> None:
-        """Ask the driver to run soon (from any thread)."""
-        loop, wake = self.loop, self._wake
-        if loop is None or wake is None:
-            return
-        with contextlib.suppress(RuntimeError):  # loop closed at shutdown
-            loop.call_soon_threadsafe(wake.set)
-
-    # ------------------------------------------------------------------ bookkeeping
-
-    def _on_ready(self, _task_id: str) -> None:
-        with self._lock:
-            self._counts.clear()
-        self.poke()
-
-    def _add(self, inst: Instance) -> None:
-        self._counts.pop(inst.task.app_id, None)
-        self._instances[inst.task.id] = inst
-        self._by_app.setdefault(inst.task.app_id, set()).add(inst.task.id)
-
-    def _remove(self, task_id: str) -> Instance | None:
-        inst = self._instances.pop(task_id, None)
-        if inst is not None:
-            self._counts.pop(inst.task.app_id, None)
-            ids = self._by_app.get(inst.task.app_id)
-            if ids is not None:
-                ids.discard(task_id)
-                if not ids:
-                    del self._by_app[inst.task.app_id]
-        return inst
-
-    def _app_of(self, inst: Instance) -> AppDefinition | None:
-        if self._hooks is None:
-            return None
-        app = self._hooks.current_app(inst.task.app_id)
-        if app is not None:
-            return app
-        for run in self._plans.values():
-            app = run.plan.original.app(inst.task.app_id)
-            if app is not None:
-                return app
-        return None
-
-    @staticmethod
-    def _check_kinds(app: AppDefinition | None) -> tuple[bool, bool, bool]:
-        """(has Marathon-run checks, has agent-run checks, has a readiness check)."""
-        if app is None:
-            return (False, False, False)
-        checks = app.health_checks
-        return (
-            any(c.run_by_marathon for c in checks),
-            any(not c.run_by_marathon for c in checks),
-            bool(app.readiness_checks),
-        )
-
-    def _health_of(
-        self, inst: Instance, kinds: tuple[bool, bool, bool] | None = None
-    ) -> bool | None:
-        """True/False/None (unknown) for a RUNNING instance; apps without checks: True."""
-        if inst.task.state != "TASK_RUNNING":
-            return False
-        marathon_checks, agent_checks, readiness = kinds or self._check_kinds(self._app_of(inst))
-        verdicts: list[bool | None] = []
-        if marathon_checks:
-            verdicts.append(self.health.healthy(inst.task.id))
-        if agent_checks:
-            verdicts.append(inst.mesos_healthy)
-        if readiness:
-            verdicts.append(True if inst.task.id in self.readiness.ready else None)
-        if any(v is False for v in verdicts):
-            return False
-        if any(v is None for v in verdicts):
-            return None
-        return True
 
     def _views(self, app_id: str, now: float) -> list[dx.InstanceView]:
         out = []
@@ -529,12 +387,6 @@ class SchedulerCore:
         target = app.instances if action.scale_to is None else action.scale_to
         return dx.scale_decision(target, views, app.kill_selection, action.kill_tasks), app
 
-    async def _call(self, call_type: str, body: dict[str, Any] | None) -> int:
-        if self.call is None:
-            return 0
-        result: int = await self.call(call_type, body)
-        return result
-
     async def _send_kill(self, inst: Instance) -> None:
         if not self.acting:
             return
@@ -547,340 +399,6 @@ class SchedulerCore:
             body["kill_policy"] = {"grace_period": {"nanoseconds": grace}}
         await self._call("KILL", body)
 
-    # ------------------------------------------------------------------ offers
-
-    async def on_offers(self, offers: list[dict[str, Any]]) -> None:
-        now = self.monotonic()
-        now_iso = self.clock()
-        launches: list[tuple[dict[str, Any], list[dict[str, Any]], list[Instance]]] = []
-        declines: list[dict[str, Any]] = []
-        with self._lock:
-            entries = self.queue_state.launchable(now) if self.acting else []
-            # Where each app's instances are (for constraints), built once per event and
-            # extended as instances are placed: not rebuilt for every launch.
-            placements: dict[str, list[Placement]] = {}
-            for entry in entries:
-                entry.summary.new_round()
-                placements[entry.app.id] = (
-                    self._placements(entry.app.id) if entry.app.constraints else []
-                )
-            for raw in offers:
-                try:
-                    offer = Offer.from_json(raw)
-                except (KeyError, TypeError, ValueError):
-                    log.warning("ignoring a malformed offer: %r", raw)
-                    continue
-                infos: list[dict[str, Any]] = []
-                new: list[Instance] = []
-                for entry in entries:
-                    while entry.count > 0:
-                        placed = placements[entry.app.id]
-                        result = match_offer(
-                            entry.app, offer, placed, self.rng, default_role=self.role
-                        )
-                        entry.summary.record(offer, result, now_iso)
-                        if not isinstance(result, Match):
-                            break
-                        consume(offer, result)
-                        inst = self._new_instance(entry.app, offer, result, now, now_iso)
-                        infos.append(
-                            build_task_info(
-                                entry.app, inst.task.id, offer.agent_id, result.ports, result.role
-                            )
-                        )
-                        new.append(inst)
-                        entry.count -= 1
-                        if entry.app.constraints:
-                            placed.append(Placement(offer.hostname, dict(offer.attributes)))
-                if infos:
-                    launches.append((raw["id"], infos, new))
-                else:
-                    declines.append(raw["id"])
-            queued = bool(self.queue_state.entries) or bool(self._plans)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "offers from %s: launching %s, declining %d (wanted %s)",
-                    sorted(str(o.get("hostname")) for o in offers),
-                    [len(infos) for _, infos, _ in launches],
-                    len(declines),
-                    {e.app.id: e.count for e in entries},
-                )
-        for offer_id, infos, new in launches:
-            # Write the instances before launching: a marathon that dies right after the
-            # ACCEPT still knows these tasks when its successor reconciles (no orphans).
-            await asyncio.to_thread(self.store.put_instances, [i.task for i in new])
-            status = 0
-            if self.acting:
-                status = await self._call(
-                    "ACCEPT",
-                    {
-                        "offer_ids": [offer_id],
-                        "operations": [{"type": "LAUNCH", "launch": {"task_infos": infos}}],
-                        "filters": {"refuse_seconds": 1.0},
-                    },
-                )
-            if status != 202:
-                log.warning("launch of %d tasks not accepted (HTTP %s)", len(new), status)
-                with self._lock:
-                    for inst in new:
-                        self._remove(inst.task.id)
-                await asyncio.to_thread(self.store.delete_instances, [i.task for i in new])
-            else:
-                for inst in new:
-                    self._publish_status(inst, "TASK_STAGING", "")
-        if declines:
-            refuse = 1.0 if queued else 5.0
-            await self._call(
-                "DECLINE", {"offer_ids": declines, "filters": {"refuse_seconds": refuse}}
-            )
-        self.poke()
-
-    def _placements(self, app_id: str) -> list[Placement]:
-        return [
-            Placement(self._instances[t].task.host, self._instances[t].attributes)
-            for t in self._by_app.get(app_id, ())
-            if not self._instances[t].killing
-        ]
-
-    def _new_instance(
-        self, app: AppDefinition, offer: Offer, match: Match, now: float, now_iso: str
-    ) -> Instance:
-        task_id = new_task_id(app.id, self.rng)
-        service_ports = [p.port for p in app.port_definitions or []]
-        if app.container and app.container.port_mappings:
-            service_ports = [m.service_port for m in app.container.port_mappings]
-        task = TrackedTask(
-            id=task_id,
-            app_id=app.id,
-            host=offer.hostname,
-            slave_id=offer.agent_id,
-            ports=list(match.ports),
-            service_ports=service_ports,
-            staged_at=now_iso,
-            version=app.version or "",
-            state="TASK_STAGING",
-            ip_addresses=[],
-            role=match.role,
-        )
-        inst = Instance(task, offer.agent_id, dict(offer.attributes), launched_mono=now)
-        self._add(inst)
-        return inst
-
-    # ------------------------------------------------------------------ status updates
-
-    async def on_update(self, status: dict[str, Any]) -> None:
-        task_id = str((status.get("task_id") or {}).get("value", ""))
-        state = str(status.get("state", ""))
-        now = self.monotonic()
-        self._note_lag(status, now)
-        now_iso = self.clock()
-        persist: Task | None = None
-        delete: Task | None = None
-        failure: TaskFailure | None = None
-        unknown_kill = False
-        health_start: tuple[Instance, AppDefinition] | None = None
-        mesos_health_changed = False
-        with self._lock:
-            inst = self._instances.get(task_id)
-            if inst is None:
-                unknown_kill = state not in TERMINAL
-            else:
-                self._counts.pop(inst.task.app_id, None)
-                old_state = inst.task.state
-                changes: dict[str, Any] = {"state": state}
-                if "healthy" in status and bool(status["healthy"]) != inst.mesos_healthy:
-                    # An agent-run check (COMMAND, MESOS_*) reported: show it as a result.
-                    inst.mesos_healthy = bool(status["healthy"])
-                    changes["health_check_results"] = self._results(inst)
-                    mesos_health_changed = True
-                if state == "TASK_UNREACHABLE":
-                    if inst.unreachable_since is None:
-                        inst.unreachable_since = now
-                else:
-                    inst.unreachable_since = None
-                ips = _status_ips(status)
-                if ips and not inst.task.ip_addresses:
-                    changes["ip_addresses"] = ips
-                if state == "TASK_RUNNING" and inst.task.started_at is None:
-                    changes["started_at"] = now_iso
-                    inst.started_mono = now
-                if state == "TASK_RUNNING" and not inst.task.ip_addresses and not ips:
-                    changes["ip_addresses"] = [IpAddress(ip_address=inst.task.host)]
-                if state in TERMINAL:
-                    self._remove(task_id)
-                    delete = inst.task
-                    app = self._app_of(inst)
-                    if state in FAILURES or (state == "TASK_FINISHED" and not inst.killing):
-                        failure = TaskFailure(
-                            app_id=inst.task.app_id,
-                            host=inst.task.host,
-                            message=str(status.get("message", "")),
-                            state=state,
-                            task_id=task_id,
-                            slave_id=inst.agent_id,
-                            timestamp=now_iso,
-                            version=inst.task.version,
-                        )
-                    if state in BACKOFF_STATES and not inst.killing and app is not None:
-                        delay = self.queue_state.failed(app, now)
-                        log.info("%s %s: next launch of %s in %.1fs", task_id, state, app.id, delay)
-                elif state != old_state or "ip_addresses" in changes or mesos_health_changed:
-                    inst.task = changed_task(inst.task, **changes)
-                    persist = inst.task
-                if state == "TASK_RUNNING":
-                    app = self._app_of(inst)
-                    if app is not None:
-                        health_start = (inst, app)
-        if unknown_kill:
-            log.info("killing unknown task %s (%s)", task_id, state)
-            body: dict[str, Any] = {"task_id": {"value": task_id}}
-            if status.get("agent_id"):
-                body["agent_id"] = status["agent_id"]
-            if self.acting:
-                self._spawn(self._call("KILL", body))
-        if inst is not None:
-            if delete is not None:
-                self.health.forget(task_id)
-                self.readiness.forget(task_id)
-                self.writer.delete(delete)
-                if failure is not None:
-                    self.writer.failure(failure)
-            elif persist is not None:
-                self.writer.put(persist)
-            if health_start is not None:
-                self._start_checks(*health_start)
-            self._publish_status(inst, state, str(status.get("message", "")))
-            if mesos_health_changed and self._hooks is not None:
-                self._hooks.publish(
-                    "health_status_changed_event",
-                    {"appId": inst.task.app_id, "taskId": task_id, "instanceId": task_id,
-                     "version": inst.task.version, "alive": bool(inst.mesos_healthy)},
-                )  # fmt: skip
-        if status.get("uuid") and status.get("agent_id"):
-            self.writer.ack(
-                {
-                    "agent_id": status["agent_id"],
-                    "task_id": status["task_id"],
-                    "uuid": status["uuid"],
-                }
-            )
-        self.writer.wake()
-        self.poke()
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def _note_lag(self, status: dict[str, Any], now: float) -> None:
-        """Warn (at most every 10 s) when updates arrive long after the agent made them."""
-        stamp = status.get("timestamp")
-        if not isinstance(stamp, (int, float)) or status.get("reason") == "REASON_RECONCILIATION":
-            return
-        lag = time.time() - float(stamp)
-        self.max_update_lag = max(self.max_update_lag, lag)
-        if lag > 2.0 and now - self._lag_warned > 10.0:
-            self._lag_warned = now
-            log.warning("status updates arrive late: %.1fs after the agent sent them", lag)
-
-    def _start_checks(self, inst: Instance, app: AppDefinition) -> None:
-        task = inst.task
-        started = inst.started_mono if inst.started_mono is not None else self.monotonic()
-        if any(c.run_by_marathon for c in app.health_checks):
-            self.health.watch(task.id, task.host, list(task.ports), app.health_checks, started)
-        for rc in app.readiness_checks[:1]:
-            names = app.port_names()
-            port = None
-            if rc.port_name in names and names.index(rc.port_name) < len(task.ports):
-                port = task.ports[names.index(rc.port_name)]
-            elif task.ports:
-                port = task.ports[0]
-            self.readiness.watch(task.id, task.host, port, rc)
-
-    def _results(self, inst: Instance) -> list[HealthCheckResult]:
-        """healthCheckResults: Marathon-run checks, then the agent's verdict if any."""
-        out = self.health.results(inst.task.id)
-        if inst.mesos_healthy is not None:
-            out.append(
-                HealthCheckResult(
-                    alive=inst.mesos_healthy,
-                    consecutive_failures=0 if inst.mesos_healthy else 1,
-                    instance_id=inst.task.id,
-                )
-            )
-        return out
-
-    def _on_health(
-        self, task_id: str, index: int, state: HealthState, changed: bool, kill: bool
-    ) -> None:
-        """A Marathon-run check finished (on the loop)."""
-        with self._lock:
-            inst = self._instances.get(task_id)
-            if inst is None:
-                return
-            self._counts.pop(inst.task.app_id, None)
-            inst.task = changed_task(inst.task, health_check_results=self._results(inst))
-            unreachable = inst.unreachable_since is not None
-            do_kill = kill and not unreachable and not inst.killing and self.acting
-            if do_kill:
-                inst.killing = True
-                inst.kill_sent = 0.0  # the driver sends the KILL
-        payload = {
-            "appId": inst.task.app_id,
-            "taskId": task_id,
-            "instanceId": task_id,
-            "version": inst.task.version,
-            "alive": bool(state.alive),
-        }
-        if changed:
-            self.hooks.publish("health_status_changed_event", payload)
-        if state.alive is False:
-            self.hooks.publish(
-                "failed_health_check_event",
-                {"appId": inst.task.app_id, "taskId": task_id, "instanceId": task_id,
-                 "healthCheck": state.check.to_json()},
-            )  # fmt: skip
-        if do_kill:
-            log.info("killing %s: %d consecutive health check failures", task_id,
-                     state.consecutive_failures)  # fmt: skip
-            self.hooks.publish(
-                "unhealthy_instance_kill_event",
-                {"appId": inst.task.app_id, "taskId": task_id, "instanceId": task_id,
-                 "version": inst.task.version, "reason": state.last_failure_cause or "",
-                 "host": inst.task.host, "slaveId": inst.agent_id},
-            )  # fmt: skip
-        self.poke()
-
-    def _publish_status(self, inst: Instance, state: str, message: str) -> None:
-        if self._hooks is None:
-            return
-        t = inst.task
-        self._hooks.publish(
-            "status_update_event",
-            {
-                "slaveId": inst.agent_id,
-                "taskId": t.id,
-                "taskStatus": state,
-                "message": message,
-                "appId": t.app_id,
-                "host": t.host,
-                "ipAddresses": [a.to_json() for a in t.ip_addresses],
-                "ports": t.ports,
-                "version": t.version,
-            },
-        )
-
     def known_tasks(self) -> list[tuple[str, str]]:
         with self._lock:
             return [(t, i.agent_id) for t, i in sorted(self._instances.items())]
-
-
-def _status_ips(status: dict[str, Any]) -> list[IpAddress]:
-    out = []
-    for info in (status.get("container_status") or {}).get("network_infos") or []:
-        for addr in info.get("ip_addresses") or []:
-            if addr.get("ip_address"):
-                out.append(
-                    IpAddress(ip_address=addr["ip_address"], protocol=addr.get("protocol", "IPv4"))
-                )
-    return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import datetime as dt
 import logging
 import os
@@ -114,6 +115,13 @@ class MarathonDaemon:
 
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
+        # Benchmarks profile the loop thread (where the scheduler works) with cProfile;
+        # the stats are rewritten every few seconds (a SIGTERM ends the process as soon
+        # as uvicorn has stopped serving, with no later hook to write them in).
+        profile_path = os.environ.get("PADDOCK_MARATHON_PROFILE")
+        profiler = None
+        if profile_path:
+            profiler = asyncio.create_task(_profile_loop(profile_path))
         await asyncio.to_thread(self._connect_zk)
         await asyncio.to_thread(self.store.ensure_layout)
         self.core.start()
@@ -137,6 +145,8 @@ class MarathonDaemon:
         try:
             await self.server.serve()
         finally:
+            if profiler is not None:
+                profiler.cancel()
             watcher.cancel()
             with contextlib.suppress(BaseException):
                 await watcher
@@ -304,6 +314,20 @@ class MarathonDaemon:
         if self.reconciler is not None:
             self.reconciler.stop()
         self._update_acting()
+
+
+async def _profile_loop(path: str, every: float = 5.0) -> None:
+    """Profile this thread (the event loop's) and write the stats to ``path`` every few
+    seconds (``PADDOCK_MARATHON_PROFILE``; for benchmarks)."""
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        while True:
+            await asyncio.sleep(every)
+            profile.dump_stats(path)  # stops the profiler
+            profile.enable()
+    finally:
+        profile.disable()
 
 
 def default_hostname() -> str:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import orjson
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
@@ -202,7 +203,7 @@ class MesosSchedulerClient:
                 )
                 return subscribed
             for record in decoder.feed(chunk):
-                event = json.loads(record)
+                event = orjson.loads(record)
                 if event.get("type") == "SUBSCRIBED":
                     sub = event.get("subscribed") or {}
                     self.framework_id = sub.get("framework_id", {}).get("value")
@@ -227,7 +228,9 @@ class MesosSchedulerClient:
             msg[call_type.lower()] = body
         try:
             resp = await self.http.post(
-                self.base + PATH, json=msg, headers={"Mesos-Stream-Id": self.stream_id}
+                self.base + PATH,
+                content=orjson.dumps(msg),
+                headers={"Mesos-Stream-Id": self.stream_id, "Content-Type": "application/json"},
             )
         except httpx.HTTPError as exc:
             log.warning("%s failed: %s %s", call_type, type(exc).__name__, exc)
