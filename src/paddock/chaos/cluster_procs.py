@@ -20,7 +20,9 @@ HTTP/1.0 GET is all they need.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -84,8 +86,7 @@ def http_get(lab: Lab, addr: str, port: int, path: str, timeout: float = 1.0) ->
 
 
 def _die_with_parent() -> None:
-    import ctypes
-
+    """In the child before exec: SIGKILL it if the runner dies (even by SIGKILL)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
@@ -295,6 +296,4 @@ class DaemonCluster:
 
 
 def _env() -> dict[str, str]:
-    import os
-
     return dict(os.environ)
