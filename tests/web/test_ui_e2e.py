@@ -8,8 +8,9 @@ agents with their attributes and the marathon framework; an invalid app definiti
 Marathon's 422 details inline; a valid one deploys and its instances become healthy
 without reloading the page (event stream); the app scales from the UI; a task's sandbox
 log is read through the UI; an app that cannot fit says why it waits; destroying from the
-UI removes it. The master serves the same UI (Marathon API proxied). Screenshots go to
-artifacts/web/.
+UI removes it; an app whose constraint no agent meets shows the constraint reason, and one
+whose command fails at once shows its launch backoff after the TASK_FAILED message. The
+master serves the same UI (Marathon API proxied). Screenshots go to artifacts/web/.
 """
 
 from __future__ import annotations
@@ -252,6 +253,84 @@ def test_waiting_app_explains_and_destroy(page: Any, cluster: Any, artifacts: Pa
     assert not page.errors, page.errors
 
 
+def test_waiting_apps_say_why_constraint_and_backoff(page: Any, cluster: Any, artifacts: Path):
+    """Two apps that cannot start, each for a reason the UI spells out like the CLI does:
+    a constraint no agent meets (the declined offers' reason), and a command that fails at
+    once (the launch backoff, with the last TASK_FAILED message). No containers needed."""
+    from playwright.sync_api import expect
+
+    nowhere = {
+        "id": "/uitest/nowhere",
+        "cmd": "sleep 1000",
+        "cpus": 0.1,
+        "mem": 16,
+        "instances": 1,
+        "constraints": [["hostname", "LIKE", "nowhere"]],
+    }
+    failing = {
+        "id": "/uitest/failing",
+        "cmd": "echo failing-on-purpose >&2; exit 3",
+        "cpus": 0.1,
+        "mem": 16,
+        "instances": 1,
+        "backoffSeconds": 600,
+        "maxLaunchDelaySeconds": 3600,
+    }
+    for app in (nowhere, failing):
+        page.fill("#app-json", json.dumps(app, indent=2))
+        page.click("#deploy-submit")
+        expect(page.locator("#deploy-result")).to_contain_text(f"Created {app['id']}")
+
+    # the constraint: the apps table says why in text (not only the badge's colour)
+    nowhere_health = page.locator('#apps-table tr[data-app="/uitest/nowhere"] .health')
+    expect(nowhere_health).to_contain_text("Waiting for offers", timeout=20000)
+    expect(nowhere_health.locator(".why")).to_contain_text(
+        re.compile(
+            r"1 waiting, offers declined: constraint not met \(UnfulfilledConstraint\): "
+            r"\d+ offer\(s\) declined"
+        ),
+        timeout=20000,
+    )
+    nowhere_queue = page.locator('#queue li.queued[data-app="/uitest/nowhere"]')
+    expect(nowhere_queue.locator("ul.reasons")).to_contain_text("UnfulfilledConstraint")
+    expect(nowhere_queue.locator("ul.reasons")).not_to_contain_text("InsufficientCpus")
+
+    # the failing command: in backoff, the reason is its last failure, not the offers
+    failing_health = page.locator('#apps-table tr[data-app="/uitest/failing"] .health')
+    expect(failing_health).to_contain_text("Waiting (launch backoff)", timeout=30000)
+    why = failing_health.locator(".why")
+    expect(why).to_contain_text(
+        re.compile(r"1 waiting, backoff \d+s after TASK_FAILED: Command exited with status 3"),
+        timeout=20000,
+    )
+    failing_queue = page.locator('#queue li.queued[data-app="/uitest/failing"]')
+    expect(failing_queue.locator(".why")).to_contain_text(
+        re.compile(r"backoff \d+s after TASK_FAILED: Command exited with status 3")
+    )
+    expect(failing_queue.locator(".failure")).to_contain_text("Last failure (TASK_FAILED on ")
+    # the backoff counts down in the page between refreshes (about 600 s to go)
+    left = int(re.search(r"backoff (\d+)s", why.inner_text()).group(1))
+    assert 500 < left <= 600
+    expect(why).not_to_contain_text(f"backoff {left}s", timeout=5000)
+    # the same text the API gives, and the CLI would print
+    entry = next(
+        q
+        for q in httpx.get(cluster.ui_base + "/v2/queue", timeout=5).json()["queue"]
+        if q["app"]["id"] == "/uitest/failing"
+    )
+    assert entry["delay"]["timeLeftSeconds"] > 0
+    shot(page, artifacts, "06c-waiting-why")
+
+    for app_id in ("/uitest/nowhere", "/uitest/failing"):
+        r = httpx.delete(
+            cluster.ui_base + "/v2/apps" + app_id, params={"force": "true"}, timeout=10
+        )
+        assert r.status_code == 200, r.text
+        expect(page.locator(f'#apps-table tr[data-app="{app_id}"]')).to_have_count(0, timeout=20000)
+    expect(page.locator("#queue li.queued")).to_have_count(0, timeout=20000)
+    assert not page.errors, page.errors
+
+
 def test_restart_replaces_every_task(page: Any, cluster: Any, artifacts: Path):
     from playwright.sync_api import expect
 
@@ -323,6 +402,8 @@ def test_ui_files_are_served_from_the_package(cluster: Any):
     r = httpx.get(base + "/ui/app.js", timeout=5)
     assert r.status_code == 200 and "javascript" in r.headers["content-type"]
     assert "http://" not in r.text.replace("http://host", "")  # nothing from a CDN
+    # server strings (app ids, task failure messages) only ever become text nodes
+    assert "innerHTML" not in r.text and "insertAdjacentHTML" not in r.text
     assert httpx.get(base + "/ui/..%2Fmount.py", timeout=5).status_code == 404
     assert httpx.get(base + "/ui/nope.js", timeout=5).status_code == 404
     cfg = httpx.get(cluster.master_base + "/ui/api/config", timeout=5).json()

@@ -32,6 +32,8 @@ const state = {
   marathon: "",          // prefix of the Marathon API
   apps: [],
   queue: [],
+  queueFetchedAt: 0,     // Date.now() of the queue's answer (backoff counts down from it)
+  failures: new Map(),   // app id -> lastTaskFailure, for apps in launch backoff
   deployments: [],
   tasks: [],
   info: null,
@@ -265,10 +267,73 @@ async function loadInfo() {
 
 // ------------------------------------------------------------------ apps
 
-function appHealth(a, queued) {
+// Why an app's queued instances wait, with the CLI's logic (paddock app status): while the
+// launch is delayed (backoff after failures) the last task failure is the reason; otherwise
+// the offers the scheduler declined, per reason. Plain text: callers put it in text nodes.
+const REASON_TEXT = {
+  UnfulfilledRole: "role not offered",
+  UnfulfilledConstraint: "constraint not met",
+  NoCorrespondingReservationFound: "no matching reservation",
+  AgentMaintenance: "agent in maintenance",
+  InsufficientCpus: "insufficient cpus",
+  InsufficientMemory: "insufficient mem",
+  InsufficientDisk: "insufficient disk",
+  InsufficientGpus: "insufficient gpus",
+  InsufficientPorts: "insufficient ports",
+  DeclinedScarceResources: "declined scarce resources",
+};
+const FAILURE_TEXT_LIMIT = 300;
+
+function backoffLeft(q) {
+  const d = q.delay || {};
+  const left = Number(d.timeLeftSeconds) || 0;
+  if (d.overdue !== false && left <= 0) return 0;
+  const elapsed = state.queueFetchedAt ? (Date.now() - state.queueFetchedAt) / 1000 : 0;
+  return Math.max(0, Math.ceil(left - elapsed));
+}
+
+function inBackoff(q) {
+  const d = q.delay || {};
+  return d.overdue === false || (Number(d.timeLeftSeconds) || 0) > 0;
+}
+
+function declinedReasons(q) {
+  const s = q.processedOffersSummary || {};
+  const pick = (rows) => (rows || []).filter((r) => r.declined > 0);
+  let rows = pick(s.rejectSummaryLastOffers);
+  if (!rows.length) rows = pick(s.rejectSummaryLaunchAttempt);
+  return rows.map((r) => ({ reason: r.reason, declined: r.declined,
+    text: `${REASON_TEXT[r.reason] ?? r.reason} (${r.reason}): ${r.declined} offer(s) declined` }));
+}
+
+function failureText(f) {
+  let message = String(f.message ?? "").split(/\s+/).filter(Boolean).join(" ");
+  if (message.length > FAILURE_TEXT_LIMIT) message = message.slice(0, FAILURE_TEXT_LIMIT - 1) + "…";
+  return `after ${f.state || "a failure"}` + (message ? `: ${message}` : "");
+}
+
+function waitReason(q) {
+  const failure = state.failures.get(q.app?.id);
+  if (inBackoff(q)) {
+    const backoff = `backoff ${backoffLeft(q)}s`;
+    if (failure) return `${backoff} ${failureText(failure)}`;
+    const declined = declinedReasons(q);
+    return declined.length ? `${backoff}; offers declined: ${declined.map((d) => d.text).join("; ")}` : backoff;
+  }
+  const declined = declinedReasons(q);
+  if (declined.length) return `offers declined: ${declined.map((d) => d.text).join("; ")}`;
+  if (!(q.processedOffersSummary?.processedOffersCount > 0)) return "no offers yet";
+  return "waiting for a matching offer";
+}
+
+function appHealth(a, q) {
   const total = a.instances;
   if (total === 0 && a.tasksRunning === 0) return badge("muted", "Suspended");
-  if (queued) return badge("warn", "Waiting for offers");
+  if (q) {
+    return [badge("warn", inBackoff(q) ? "Waiting (launch backoff)" : "Waiting for offers"),
+      h("div", { class: "why" }, h("span", { class: "visually-hidden" }, "Why: "),
+        `${q.count} waiting, ${waitReason(q)}`)];
+  }
   if (a.deployments?.length) return badge("warn", "Deploying");
   if (a.tasksUnhealthy > 0) return badge("bad", "Unhealthy");
   if (a.healthChecks?.length) {
@@ -288,7 +353,11 @@ function instancesText(a) {
 async function loadApps() {
   const [apps, queue] = await Promise.all([call("GET", api("/v2/apps")), call("GET", api("/v2/queue"))]);
   if (apps.ok) state.apps = apps.body.apps || [];
-  if (queue.ok) state.queue = queue.body.queue || [];
+  if (queue.ok) {
+    state.queue = queue.body.queue || [];
+    state.queueFetchedAt = Date.now();
+    await loadFailures();
+  }
   // the status line also reports the user's last action: only touch it for list errors
   if (!apps.ok) {
     state.appsError = true;
@@ -301,8 +370,21 @@ async function loadApps() {
   renderQueue();
 }
 
+// The last task failure of each app in launch backoff (one request per such app, like the
+// CLI: embedding it in the app list would read every app's failure from the store).
+async function loadFailures() {
+  const backing = state.queue.filter(inBackoff).map((q) => q.app?.id).filter(Boolean).slice(0, 50);
+  const answers = await Promise.all(backing.map((id) => call("GET", appUrl(id) + "?embed=apps.lastTaskFailure")));
+  const failures = new Map();
+  backing.forEach((id, i) => {
+    const f = answers[i].ok ? answers[i].body?.app?.lastTaskFailure : null;
+    if (f && typeof f === "object") failures.set(id, f);
+  });
+  state.failures = failures;
+}
+
 function renderApps() {
-  const queued = new Set(state.queue.map((q) => q.app?.id));
+  const queued = new Map(state.queue.map((q) => [q.app?.id, q]));
   const rows = [...state.apps].sort((x, y) => x.id.localeCompare(y.id)).map((a) => {
     const id = a.id;
     let actions;
@@ -328,7 +410,7 @@ function renderApps() {
     return h("tr", { dataset: { app: id } },
       h("th", { scope: "row" }, h("code", {}, id)),
       h("td", { class: "instances" }, instancesText(a)),
-      h("td", { class: "health" }, appHealth(a, queued.has(id))),
+      h("td", { class: "health" }, appHealth(a, queued.get(id))),
       h("td", {}, fmtRes({ cpus: a.cpus, mem: a.mem })),
       h("td", {}, a.deployments?.length ? a.deployments.map((d) => d.id).join(", ") : "none"),
       h("td", {}, actions));
@@ -345,18 +427,21 @@ function focusKey(key) {
 function renderQueue() {
   const items = state.queue.map((q) => {
     const s = q.processedOffersSummary || {};
-    const rows = [...(s.rejectSummaryLastOffers || []), ...(s.rejectSummaryLaunchAttempt || [])];
-    const byReason = new Map();
-    for (const r of rows) if (r.declined > 0) byReason.set(r.reason, Math.max(byReason.get(r.reason) ?? 0, r.declined));
-    const reasons = [...byReason.entries()].map(([k, v]) => h("li", {}, h("strong", {}, k), `: declined ${v} offer(s)`));
-    const delay = q.delay || {};
+    const id = q.app?.id ?? "?";
+    const failure = inBackoff(q) ? state.failures.get(q.app?.id) : null;
+    const reasons = declinedReasons(q).map((d) => h("li", {},
+      h("strong", {}, REASON_TEXT[d.reason] ?? d.reason), ` (${d.reason}): declined ${d.declined} offer(s)`));
     return h("li", { class: "queued", dataset: { app: q.app?.id } },
-      h("code", {}, q.app?.id ?? "?"), `: ${q.count} instance(s) waiting`,
-      delay.overdue === false ? `, launch delayed ${delay.timeLeftSeconds} s (backoff)` : "",
+      h("code", {}, id), `: ${q.count} instance(s) waiting`,
+      inBackoff(q) ? `, launch delayed ${backoffLeft(q)} s (backoff)` : "",
       `; ${s.processedOffersCount ?? 0} offers processed, ${s.unusedOffersCount ?? 0} unused`,
       s.lastUnusedOfferAt ? ` (last unused at ${when(s.lastUnusedOfferAt)})` : "",
-      reasons.length ? h("ul", { class: "reasons", "aria-label": `Why ${q.app?.id} waits` }, reasons)
-        : h("div", { class: "muted" }, "No offer declined yet (waiting for offers)."));
+      h("p", { class: "why" }, h("strong", {}, "Why: "), waitReason(q)),
+      failure ? h("p", { class: "failure" }, `Last failure (${failure.state || "?"}`,
+        failure.host ? ` on ${failure.host}` : "", failure.timestamp ? ` at ${when(failure.timestamp)}` : "",
+        `): ${failure.message || "no message"}`) : "",
+      reasons.length ? h("ul", { class: "reasons", "aria-label": `Declined offers of ${id} by reason` }, reasons)
+        : failure ? "" : h("div", { class: "muted" }, "No offer declined yet."));
   });
   render($("queue"), items.length ? h("ul", {}, items) : h("p", { class: "muted" }, "Nothing is waiting."));
 }
@@ -608,6 +693,14 @@ async function start() {
     if (Date.now() - state.lastRefresh >= due - 100) refreshMarathon();
   }, FAST_REFRESH_MS);
   setInterval(loadCluster, CLUSTER_REFRESH_MS);
+  // a launch backoff counts down between refreshes (text changes only: render keeps nodes)
+  setInterval(() => {
+    if (!state.queue.some(inBackoff)) return;
+    renderApps();
+    renderQueue();
+    // the delay ended: fetch the queue again rather than show "backoff 0s" for long
+    if (state.queue.some((q) => inBackoff(q) && backoffLeft(q) === 0)) scheduleRefresh(500);
+  }, 1000);
 }
 
 start();
