@@ -44,7 +44,7 @@ def client_for(app: Starlette) -> httpx.AsyncClient:
 
 
 def test_static_files_ship_in_the_package():
-    for name in ("index.html", "app.js", "style.css"):
+    for name in ("index.html", "app.js", "waiting.js", "style.css"):
         assert (STATIC_DIR / name).is_file()
     html = (STATIC_DIR / "index.html").read_text()
     js = (STATIC_DIR / "app.js").read_text()
@@ -66,6 +66,8 @@ async def test_routes_redirect_and_static():
         assert "<title>paddock</title>" in r.text
         r = await c.get("/ui/app.js")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+        r = await c.get("/ui/waiting.js")  # imported by app.js
+        assert r.status_code == 200 and "export function waitReason" in r.text
         r = await c.get("/ui/style.css")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/css")
         assert (await c.get("/ui/mount.py")).status_code == 404

@@ -399,11 +399,12 @@ def test_ui_files_are_served_from_the_package(cluster: Any):
     base = cluster.ui_base
     r = httpx.get(base + "/ui", timeout=5)
     assert r.status_code == 307 and r.headers["location"].endswith("/ui/")
-    r = httpx.get(base + "/ui/app.js", timeout=5)
-    assert r.status_code == 200 and "javascript" in r.headers["content-type"]
-    assert "http://" not in r.text.replace("http://host", "")  # nothing from a CDN
-    # server strings (app ids, task failure messages) only ever become text nodes
-    assert "innerHTML" not in r.text and "insertAdjacentHTML" not in r.text
+    for name in ("app.js", "waiting.js"):
+        r = httpx.get(base + "/ui/" + name, timeout=5)
+        assert r.status_code == 200 and "javascript" in r.headers["content-type"]
+        assert "http://" not in r.text.replace("http://host", "")  # nothing from a CDN
+        # server strings (app ids, task failure messages) only ever become text nodes
+        assert "innerHTML" not in r.text and "insertAdjacentHTML" not in r.text
     assert httpx.get(base + "/ui/..%2Fmount.py", timeout=5).status_code == 404
     assert httpx.get(base + "/ui/nope.js", timeout=5).status_code == 404
     cfg = httpx.get(cluster.master_base + "/ui/api/config", timeout=5).json()

@@ -1,8 +1,8 @@
 """Serve the web UI from any paddock HTTP app: ``mount_ui(app)``.
 
-The UI is three static files (``static/index.html``, ``app.js``, ``style.css``: plain ES
-modules, no build step, nothing fetched from the internet) plus a few JSON endpoints
-under ``<prefix>/api/`` for what a browser cannot do itself:
+The UI is four static files (``static/index.html``, ``app.js``, ``waiting.js``,
+``style.css``: plain ES modules, no build step, nothing fetched from the internet) plus a
+few JSON endpoints under ``<prefix>/api/`` for what a browser cannot do itself:
 
 * ``GET <prefix>/api/config``: who serves the UI and where the Marathon API is;
 * ``GET <prefix>/api/cluster``: coordination servers (``srvr``), masters and their
@@ -48,6 +48,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "waiting.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
 }
 HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "keep-alive"}

@@ -3,6 +3,8 @@
 // master), the UI's own api/cluster and api/tasklog endpoints, and the /v2/events stream
 // (EventSource) with a periodic refresh as the fallback.
 
+import { REASON_TEXT, backoffLeft, declinedReasons, inBackoff, waitReason } from "./waiting.js";
+
 const $ = (id) => document.getElementById(id);
 
 const EVENT_TYPES = [
@@ -267,63 +269,8 @@ async function loadInfo() {
 
 // ------------------------------------------------------------------ apps
 
-// Why an app's queued instances wait, with the CLI's logic (paddock app status): while the
-// launch is delayed (backoff after failures) the last task failure is the reason; otherwise
-// the offers the scheduler declined, per reason. Plain text: callers put it in text nodes.
-const REASON_TEXT = {
-  UnfulfilledRole: "role not offered",
-  UnfulfilledConstraint: "constraint not met",
-  NoCorrespondingReservationFound: "no matching reservation",
-  AgentMaintenance: "agent in maintenance",
-  InsufficientCpus: "insufficient cpus",
-  InsufficientMemory: "insufficient mem",
-  InsufficientDisk: "insufficient disk",
-  InsufficientGpus: "insufficient gpus",
-  InsufficientPorts: "insufficient ports",
-  DeclinedScarceResources: "declined scarce resources",
-};
-const FAILURE_TEXT_LIMIT = 300;
-
-function backoffLeft(q) {
-  const d = q.delay || {};
-  const left = Number(d.timeLeftSeconds) || 0;
-  if (d.overdue !== false && left <= 0) return 0;
-  const elapsed = state.queueFetchedAt ? (Date.now() - state.queueFetchedAt) / 1000 : 0;
-  return Math.max(0, Math.ceil(left - elapsed));
-}
-
-function inBackoff(q) {
-  const d = q.delay || {};
-  return d.overdue === false || (Number(d.timeLeftSeconds) || 0) > 0;
-}
-
-function declinedReasons(q) {
-  const s = q.processedOffersSummary || {};
-  const pick = (rows) => (rows || []).filter((r) => r.declined > 0);
-  let rows = pick(s.rejectSummaryLastOffers);
-  if (!rows.length) rows = pick(s.rejectSummaryLaunchAttempt);
-  return rows.map((r) => ({ reason: r.reason, declined: r.declined,
-    text: `${REASON_TEXT[r.reason] ?? r.reason} (${r.reason}): ${r.declined} offer(s) declined` }));
-}
-
-function failureText(f) {
-  let message = String(f.message ?? "").split(/\s+/).filter(Boolean).join(" ");
-  if (message.length > FAILURE_TEXT_LIMIT) message = message.slice(0, FAILURE_TEXT_LIMIT - 1) + "…";
-  return `after ${f.state || "a failure"}` + (message ? `: ${message}` : "");
-}
-
-function waitReason(q) {
-  const failure = state.failures.get(q.app?.id);
-  if (inBackoff(q)) {
-    const backoff = `backoff ${backoffLeft(q)}s`;
-    if (failure) return `${backoff} ${failureText(failure)}`;
-    const declined = declinedReasons(q);
-    return declined.length ? `${backoff}; offers declined: ${declined.map((d) => d.text).join("; ")}` : backoff;
-  }
-  const declined = declinedReasons(q);
-  if (declined.length) return `offers declined: ${declined.map((d) => d.text).join("; ")}`;
-  if (!(q.processedOffersSummary?.processedOffersCount > 0)) return "no offers yet";
-  return "waiting for a matching offer";
+function whyWaiting(q) {
+  return waitReason(q, state.failures.get(q.app?.id) ?? null, state.queueFetchedAt);
 }
 
 function appHealth(a, q) {
@@ -332,7 +279,7 @@ function appHealth(a, q) {
   if (q) {
     return [badge("warn", inBackoff(q) ? "Waiting (launch backoff)" : "Waiting for offers"),
       h("div", { class: "why" }, h("span", { class: "visually-hidden" }, "Why: "),
-        `${q.count} waiting, ${waitReason(q)}`)];
+        `${q.count} waiting, ${whyWaiting(q)}`)];
   }
   if (a.deployments?.length) return badge("warn", "Deploying");
   if (a.tasksUnhealthy > 0) return badge("bad", "Unhealthy");
@@ -433,10 +380,10 @@ function renderQueue() {
       h("strong", {}, REASON_TEXT[d.reason] ?? d.reason), ` (${d.reason}): declined ${d.declined} offer(s)`));
     return h("li", { class: "queued", dataset: { app: q.app?.id } },
       h("code", {}, id), `: ${q.count} instance(s) waiting`,
-      inBackoff(q) ? `, launch delayed ${backoffLeft(q)} s (backoff)` : "",
+      inBackoff(q) ? `, launch delayed ${backoffLeft(q, state.queueFetchedAt)} s (backoff)` : "",
       `; ${s.processedOffersCount ?? 0} offers processed, ${s.unusedOffersCount ?? 0} unused`,
       s.lastUnusedOfferAt ? ` (last unused at ${when(s.lastUnusedOfferAt)})` : "",
-      h("p", { class: "why" }, h("strong", {}, "Why: "), waitReason(q)),
+      h("p", { class: "why" }, h("strong", {}, "Why: "), whyWaiting(q)),
       failure ? h("p", { class: "failure" }, `Last failure (${failure.state || "?"}`,
         failure.host ? ` on ${failure.host}` : "", failure.timestamp ? ` at ${when(failure.timestamp)}` : "",
         `): ${failure.message || "no message"}`) : "",
@@ -699,7 +646,7 @@ async function start() {
     renderApps();
     renderQueue();
     // the delay ended: fetch the queue again rather than show "backoff 0s" for long
-    if (state.queue.some((q) => inBackoff(q) && backoffLeft(q) === 0)) scheduleRefresh(500);
+    if (state.queue.some((q) => inBackoff(q) && backoffLeft(q, state.queueFetchedAt) === 0)) scheduleRefresh(500);
   }, 1000);
 }
 
