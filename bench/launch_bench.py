@@ -521,6 +521,24 @@ async def throughput_floor(count: int, parallel: int) -> float:
     return time.perf_counter() - t0
 
 
+async def agent_update_counters(agents: list[AgentProcess]) -> dict[str, float]:
+    """The agents' status update counters, summed: retries mean an ACK came late or not
+    at all; invalid acknowledgements, an ACK for an update that was no longer the head."""
+    keys = (
+        "slave/status_updates_retried",
+        "slave/valid_status_update_acknowledgements",
+        "slave/invalid_status_update_acknowledgements",
+    )
+    out = dict.fromkeys(keys, 0.0)
+    async with httpx.AsyncClient(timeout=10) as client:
+        for a in agents:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                snap = (await client.get(f"http://{HOST}:{a.port}/metrics/snapshot")).json()
+                for k in keys:
+                    out[k] += float(snap.get(k, 0.0))
+    return {k.split("/", 1)[1]: v for k, v in out.items()}
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -614,6 +632,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["throughput_wall_seconds"] = round(time.perf_counter() - t_b, 1)
         result["throughput_cpu"] = CpuMeter.diff(meter.read(), c0)
         result["throughput"] = tp
+        result["agent_updates"] = await agent_update_counters(agents)
+        print(f"   agents' status updates: {result['agent_updates']}")
         floor_s = await throughput_floor(args.tasks, parallel)
         result["throughput_floor_seconds"] = floor_s
         print(
