@@ -184,3 +184,20 @@ def test_slow_kills_after_a_scale_down_are_not_over_capacity():
     final = samples[-1] | {"agents": {"10.77.0.14:5051": ["chaos_a4.x"], "10.77.0.15:5051": []}}
     kinds = [a.kind for a in check(h, samples, final, 23.0, [], []).anomalies]
     assert "over-capacity" not in kinds
+
+
+def test_restart_while_a_task_was_staging_excuses_its_replacement():
+    # z is seen STAGING at 2 s, a restart is asked at 2.5 s, z is first reported
+    # RUNNING only at 9 s (a slow sample), then the restart replaces it
+    h, samples, final = clean()
+    samples[0]["tasks"].append({"id": "chaos_a4.z", "app": A, "state": "TASK_STAGING"})
+    h += op(2, "restart", A, None, 2.5, 3.0, "ok")
+    late = sample(
+        9.0,
+        [("chaos_a4.x", "h"), ("chaos_a4.y", "h"), ("chaos_a4.z", "h")],
+        {"10.77.0.14:5051": ["chaos_a4.x"], "10.77.0.15:5051": ["chaos_a4.y"]},
+    )
+    samples.append(late)
+    final = samples[-1] | {"t": int(10 * S)}
+    res = check(h, samples, final, 10.0, [], [])
+    assert "lost-task" not in [a.kind for a in res.anomalies], res.anomalies

@@ -19,7 +19,8 @@ masters' and marathons' own logs. Checks:
   all there before (a scale-down whose kills are slow under faults) are left to
   the convergence check;
 * **lost-task**: a task Marathon reported RUNNING is still running at the end,
-  unless a scale-down or restart of its app was asked for after it was seen;
+  unless a scale-down or restart of its app was asked for (not refused) after
+  it was first seen in any state, or up to 5 s before;
 * **two-leaders**: no two masters (and no two marathons) on different hosts act as
   leader at the same time, judged from the intervals each logged ("elected" ..
   "stopped acting"), cut at a ``kill -9`` of its host and with the time its host was
@@ -337,8 +338,11 @@ def check(
             continue
         app = task_app(tid)
         excused = False
+        # Requests from shortly before the task was first seen (in any state) on:
+        # a restart or scale-down invoked while it was being launched may replace it.
+        since = min(first_seen.get(tid, t1), t1) - 5.0
         for o in by_app.get(app, []):
-            if o["type"] == "fail" or o["t_inv"] < t1 - 5.0:
+            if o["type"] == "fail" or o["t_inv"] < since:
                 continue
             if o["f"] == "restart":
                 excused = True
