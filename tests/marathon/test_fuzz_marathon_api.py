@@ -38,7 +38,8 @@ def run_schemathesis(schema: str, out: Path, *options: str) -> tuple[int, str, d
     cmd = [
         sys.executable, "-m", "schemathesis.cli", "run", schema,
         "--checks", "not_a_server_error", "--request-timeout", "10", "--max-redirects", "0",
-        "--workers", "1", "--no-color", "--report", "json", "--report-json-path", str(report),
+        "--workers", "1", "--no-color", "--suppress-health-check", "all",
+        "--report", "json", "--report-json-path", str(report),
         *options,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1500, cwd=out)
@@ -79,7 +80,7 @@ def _fuzz(cluster: Cluster, m, tmp_path: Path, *options: str) -> int:
 
 def test_marathon_api_fuzz_has_no_server_errors(marathon, tmp_path):
     cluster, m = marathon
-    generated = _fuzz(cluster, m, tmp_path, "--phases", "fuzzing", "--max-examples", "4")
+    generated = _fuzz(cluster, m, tmp_path, "--phases", "fuzzing", "--max-examples", "3")
     assert generated >= 37 * 2  # every operation was tried
 
 

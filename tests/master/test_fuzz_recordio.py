@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from paddock.recordio import MAX_RECORD_BYTES, RecordIODecoder, RecordIOError, encode
 
 EXAMPLES = int(os.environ.get("PADDOCK_FUZZ_EXAMPLES", "400"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LIMIT = 64
 
 
