@@ -88,3 +88,24 @@ async def test_offers_left_over_are_declined_and_refused_launches_forgotten():
     assert declined == [[{"value": "o-h3"}]]
     assert core.tasks() == []  # the master refused: nothing launched is kept
     assert sorted(store.deleted) == sorted(store.batches[0])
+
+
+async def test_a_stale_resend_does_not_move_a_task_back():
+    core, _store, _calls = make_core()
+    a = app(instances=1, cpus=0.1, mem=8, portDefinitions=[])
+    core.queue_state.set_wanted({a.id: (a, 1)}, "now")
+    await core.on_offers([offer(host="h1").raw])
+    (task,) = core.tasks()
+
+    def status(state: str, stamp: float, uuid: str) -> dict[str, Any]:
+        return {"task_id": {"value": task.id}, "agent_id": {"value": "a-h1"},
+                "state": state, "timestamp": stamp, "uuid": uuid}  # fmt: skip
+
+    await core.on_update(status("TASK_STARTING", 10.0, "u1"))
+    await core.on_update(status("TASK_RUNNING", 20.0, "u2"))
+    await core.on_update(status("TASK_STARTING", 10.0, "u1"))  # the late resend
+    assert core.tasks()[0].state == "TASK_RUNNING"
+    assert [ack["uuid"] for ack in core.writer._acks] == ["u1", "u2", "u1"]  # all acked
+    # The master's reconciliation answer is applied whatever its time.
+    await core.on_update({**status("TASK_STAGING", 1.0, ""), "reason": "REASON_RECONCILIATION"})
+    assert core.tasks()[0].state == "TASK_STAGING"

@@ -75,6 +75,7 @@ class Instance:
     started_mono: float | None = None
     unreachable_since: float | None = None
     launched_mono: float = 0.0
+    status_stamp: float = 0.0  # agent timestamp of the last status update applied
 
 
 @dataclass

@@ -43,9 +43,18 @@ class StatusHandling(CoreBase):
         unknown_kill = False
         health_start: tuple[Instance, AppDefinition] | None = None
         mesos_health_changed = False
+        stale = False
         with self._lock:
             inst = self._instances.get(task_id)
-            if inst is None:
+            if inst is not None and _stale(inst, status):
+                # A resend of an earlier update that arrives after a later one (the agent
+                # resent its head while the acknowledgement was on its way): acknowledged
+                # below, but it must not move the task back (e.g. RUNNING -> STARTING,
+                # which held a rolling restart until the next reconciliation).
+                stale = True
+                log.info("%s: ignoring a stale %s (resent before a later update)",
+                         task_id, state)  # fmt: skip
+            elif inst is None:
                 unknown_kill = state not in TERMINAL
             else:
                 self._counts.pop(inst.task.app_id, None)
@@ -101,7 +110,7 @@ class StatusHandling(CoreBase):
                 body["agent_id"] = status["agent_id"]
             if self.acting:
                 self._spawn(self._call("KILL", body))
-        if inst is not None:
+        if inst is not None and not stale:
             if delete is not None:
                 self.health.forget(task_id)
                 self.readiness.forget(task_id)
@@ -208,6 +217,19 @@ class StatusHandling(CoreBase):
                  "host": inst.task.host, "slaveId": inst.agent_id},
             )  # fmt: skip
         self.poke()
+
+
+def _stale(inst: Instance, status: dict[str, Any]) -> bool:
+    """Whether ``status`` was made before the last update applied to ``inst`` (and
+    remember this one's time when it is not). Reconciliation answers state the master's
+    current view and are never stale."""
+    stamp = status.get("timestamp")
+    if not isinstance(stamp, (int, float)) or status.get("reason") == "REASON_RECONCILIATION":
+        return False
+    if stamp < inst.status_stamp:
+        return True
+    inst.status_stamp = float(stamp)
+    return False
 
 
 def _status_ips(status: dict[str, Any]) -> list[IpAddress]:
