@@ -13,6 +13,10 @@ are, apps outside any deployment are kept at their instance count (replacing fai
 tasks, with backoff), tasks of apps that no longer exist are killed, and the launch queue
 is set to what is missing. Offers are matched against that queue.
 
+The class is assembled from parts: the shared state and bookkeeping (core_base.py),
+offer matching and launching (offers.py), status updates and health results
+(updates.py); this module holds the MarathonCore API, the life cycle and the driver.
+
 Only a leader that is subscribed and whose coordination session is CONNECTED acts
 (``acting``): on SUSPENDED the daemon clears it at once, so no launch or kill leaves this
 process until the session is back (or lost, and the process exits).
