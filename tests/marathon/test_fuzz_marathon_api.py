@@ -6,6 +6,8 @@ The default suite runs a bounded fuzzing pass; the large run is marked slow:
 
     .venv/bin/python -m pytest tests/marathon/test_fuzz_marathon_api.py -m slow -s
 
+(``PADDOCK_FUZZ_EXAMPLES=N``: examples per operation of the slow run, default 50.)
+
 Every run prints how many requests schemathesis generated (docs/reliability.md records
 the figures).
 """
@@ -13,6 +15,7 @@ the figures).
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -89,7 +92,8 @@ def test_marathon_api_fuzz_has_no_server_errors(marathon, tmp_path):
 def test_marathon_api_fuzz_large(marathon, tmp_path):
     cluster, m = marathon
     _fuzz(
-        cluster, m, tmp_path, "--phases", "coverage,fuzzing", "--max-examples", "50",
+        cluster, m, tmp_path, "--phases", "coverage,fuzzing",
+        "--max-examples", os.environ.get("PADDOCK_FUZZ_EXAMPLES", "50"),
         "--seed", "8",
     )  # fmt: skip
 

@@ -10,12 +10,15 @@ subscribed". A 5xx, an answer outside the document, or no answer within the requ
 timeout is a failure. Large run:
 
     .venv/bin/python -m pytest tests/master/test_fuzz_master_api.py -m slow -s
+
+(``PADDOCK_FUZZ_EXAMPLES=N``: examples per operation of the slow run, default 300.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -125,7 +128,8 @@ async def test_master_api_fuzz_has_no_server_errors(zk, masters, tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 async def test_master_api_fuzz_large(zk, masters, tmp_path):
-    await _fuzz(zk, masters, tmp_path, "--phases", "coverage,fuzzing", "--max-examples", "300",
+    await _fuzz(zk, masters, tmp_path, "--phases", "coverage,fuzzing", "--max-examples",
+                os.environ.get("PADDOCK_FUZZ_EXAMPLES", "300"),
                 "--seed", "8")  # fmt: skip
 
 
