@@ -131,6 +131,13 @@ class ExecutorScheduler(pymesos.Scheduler):
             self.states.setdefault(update["task_id"]["value"], []).append(update["state"])
 
 
+def _changes(states: list[str]) -> list[str]:
+    """The states in order, a repeat of the one before dropped: status updates are
+    delivered at least once, so an update resent after an agent restart (its
+    acknowledgement lost with the old agent) may reach the scheduler twice."""
+    return [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -174,7 +181,8 @@ def test_pymesos_executor_runs_tasks_of_a_pymesos_scheduler(tmp_path: Path) -> N
         wait_until(both_finished, 60, "both tasks FINISHED")
         with sched.lock:
             for tid in ("exec-a", "exec-b"):
-                assert sched.states[tid] == ["TASK_RUNNING", "TASK_FINISHED"], sched.states
+                changes = _changes(sched.states[tid])
+                assert changes == ["TASK_RUNNING", "TASK_FINISHED"], sched.states
             running = [u for u in sched.updates if u["state"] == "TASK_RUNNING"]
         assert all(u["message"] == "in the pymesos executor" for u in running)
         assert all(u["executor_id"] == {"value": "pyexec"} for u in sched.updates)
@@ -275,7 +283,7 @@ def test_pymesos_executor_survives_an_agent_kill_9(tmp_path: Path) -> None:
 
         driver.killTask({"value": "long-1"})
         wait_until(lambda: "TASK_KILLED" in sched.states.get("long-1", []), 30, "KILLED")
-        assert sched.states["long-1"] == ["TASK_RUNNING", "TASK_KILLED"]
+        assert _changes(sched.states["long-1"]) == ["TASK_RUNNING", "TASK_KILLED"]
         runs = list((tmp_path / "agent").glob("slaves/*/frameworks/*/executors/pyexec/runs/*"))
         assert len(runs) == 1
         assert "reregistered" in (runs[0] / "stdout").read_text()
