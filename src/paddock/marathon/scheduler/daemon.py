@@ -21,7 +21,9 @@ import datetime as dt
 import logging
 import os
 import random
+import signal
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +141,9 @@ class MarathonDaemon:
             lifespan="on",
             timeout_graceful_shutdown=2,
         )
-        self.server = uvicorn.Server(config)
+        self.server = _HttpServer(config)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self._request_exit)
         watcher = asyncio.create_task(self._watch_leadership())
         log.info("marathon %s serving on port %d", self.cfg.advertised, self.cfg.port)
         try:
@@ -152,6 +156,14 @@ class MarathonDaemon:
                 await watcher
             await self._shutdown()
         return self.exit_code
+
+    def _request_exit(self) -> None:
+        """SIGTERM/SIGINT: stop serving, then shut down in order (leave the master,
+        close the ZooKeeper session so a standby leads at once instead of after the
+        session timeout)."""
+        log.info("marathon %s stopping (signal)", self.cfg.advertised)
+        if self.server is not None:
+            self.server.should_exit = True
 
     def _connect_zk(self) -> None:
         while True:
@@ -328,6 +340,15 @@ async def _profile_loop(path: str, every: float = 5.0) -> None:
             profile.enable()
     finally:
         profile.disable()
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: it re-raises a captured SIGTERM once it
+    stops serving, which ended the process before the daemon's orderly shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def default_hostname() -> str:
