@@ -36,7 +36,6 @@ from paddock.marathon.planner import DeploymentPlan
 from paddock.marathon.scheduler import deployment_executor as dx
 from paddock.marathon.scheduler.core_base import (
     DRIVE_MIN_INTERVAL,
-    KILL_RETRY_SECONDS,
     REVIVE_MIN_INTERVAL,
     log,
 )
@@ -231,6 +230,7 @@ class SchedulerCore(OfferHandling, StatusHandling):
                     alive=not inst.killing,
                     running=inst.task.state == "TASK_RUNNING",
                     healthy=self._health_of(inst, kinds),
+                    reachable=not inst.unreachable,
                 )
             )
         return out
@@ -309,7 +309,7 @@ class SchedulerCore(OfferHandling, StatusHandling):
                     kills += [self._instances[t] for t in self._by_app[app_id]]
             # Explicit kill requests and kills that were not answered.
             for inst in self._instances.values():
-                if inst.killing and now - inst.kill_sent > KILL_RETRY_SECONDS:
+                if inst.killing and now - inst.kill_sent > self.kill_retry_timeout:
                     kills.append(inst)
                 elif (
                     inst.task.state == "TASK_STAGING"
@@ -326,14 +326,21 @@ class SchedulerCore(OfferHandling, StatusHandling):
             if grew:
                 self._revive_pending = True
             to_kill: dict[str, Instance] = {}
+            expunged: list[Task] = []
             for inst in kills:
                 if inst.task.id in to_kill:
                     continue
-                if inst.killing and now - inst.kill_sent <= KILL_RETRY_SECONDS:
+                if inst.killing and now - inst.kill_sent <= self.kill_retry_timeout:
                     continue
                 inst.killing = True
                 inst.kill_sent = now
                 to_kill[inst.task.id] = inst
+                if inst.unreachable and inst.task.id in self._instances:
+                    # No confirmation will come while the agent is away: expunge it now
+                    # (the KILL still goes out, for when the agent is back).
+                    self._expunge(inst)
+                    expunged.append(inst.task)
+        self._forget_expunged(expunged)
         for plan_id, step_no in announce:
             await asyncio.to_thread(self.hooks.deployment_step_started, plan_id, step_no)
         for app_id in terminated:

@@ -52,6 +52,7 @@ class CoreBase:
         role: str = "*",
         monotonic: Callable[[], float] = time.monotonic,
         task_launch_timeout: float = 300.0,
+        kill_retry_timeout: float = KILL_RETRY_SECONDS,
     ) -> None:
         self.store = store
         self.advertised = advertised
@@ -60,6 +61,9 @@ class CoreBase:
         self.role = role
         self.monotonic = monotonic
         self.task_launch_timeout = task_launch_timeout
+        # A KILL not confirmed by a terminal status within this long is sent again
+        # (Marathon's --kill_retry_timeout); the instance counts as running meanwhile.
+        self.kill_retry_timeout = kill_retry_timeout
         self._lock = threading.RLock()
         self._hooks: CoreHooks | None = None
         self._instances: dict[str, Instance] = {}
@@ -124,6 +128,19 @@ class CoreBase:
                 if not ids:
                     del self._by_app[inst.task.app_id]
         return inst
+
+    def _expunge(self, inst: Instance) -> None:
+        """Forget an instance for good (its kill needs no confirmation: its agent is
+        unreachable, as Marathon's KillService expunges such instances). Call under the
+        lock; :meth:`_forget_expunged` does the I/O afterwards."""
+        self._remove(inst.task.id)
+        log.info("%s: expunged (killed while its agent is unreachable)", inst.task.id)
+
+    def _forget_expunged(self, tasks: list[Any]) -> None:
+        for task in tasks:
+            self.health.forget(task.id)
+            self.readiness.forget(task.id)
+            self.writer.delete(task)
 
     def _app_of(self, inst: Instance) -> AppDefinition | None:
         if self._hooks is None:

@@ -13,6 +13,12 @@ remain; new ones launch while old + new stay within ``maxCapacity``. An instance
 health is not known yet (e.g. just after a failover, before its first check) is neither
 counted as healthy nor killed as unhealthy: a new leader never kills a working task
 because it has not looked at it yet (Marathon issue #1553).
+
+An instance asked to be killed still takes up capacity until a terminal status confirms
+the kill: Marathon's steps wait for the confirmation, so a (0, 0) restart kills the old
+instance, waits, then starts the new one, and old + new + killing never exceed
+``maxCapacity``. Only an unreachable instance frees its slot as it is killed (Marathon's
+KillService expunges it at once; the core does the same).
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ class InstanceView:
     """One non-terminal instance as the executor sees it.
 
     ``alive``: not being killed. ``healthy``: RUNNING and every health check (and
-    readiness check) passes: True, False, or None when not known yet.
+    readiness check) passes: True, False, or None when not known yet. ``reachable``:
+    its agent is not known to be unreachable (killing an unreachable instance expunges it).
     """
 
     id: str
@@ -38,6 +45,7 @@ class InstanceView:
     alive: bool = True
     running: bool = True
     healthy: bool | None = True
+    reachable: bool = True
 
 
 @dataclass
@@ -49,6 +57,14 @@ class Decision:
 
 def _alive(instances: Sequence[InstanceView]) -> list[InstanceView]:
     return [i for i in instances if i.alive]
+
+
+def _occupying(instances: Sequence[InstanceView], kills: Sequence[str]) -> int:
+    """How many instances take up capacity once ``kills`` are asked for: all but those
+    being killed on an unreachable agent (expunged at once). A kill is not a gone task
+    until its terminal status arrives."""
+    killed = set(kills)
+    return sum(1 for i in instances if i.reachable or (i.alive and i.id not in killed))
 
 
 def scale_decision(
@@ -74,7 +90,8 @@ def scale_decision(
         )
         kills += chosen
         rest = [i for i in rest if i.id not in set(chosen)]
-    launch = max(0, target - len(rest))
+    # Instances being killed keep their slot until the kill is confirmed.
+    launch = max(0, target - _occupying(instances, kills))
     done = not kills and launch == 0 and all(i.healthy for i in rest) and _no_dying(instances)
     return Decision(kills, launch, done)
 
@@ -125,7 +142,8 @@ def restart_decision(
         new_count = target
     else:
         new_count = len(new)
-    launch = max(0, min(target - new_count, max_capacity - old_left - new_count))
+    # Killed-but-unconfirmed instances still count against maxCapacity.
+    launch = max(0, min(target - new_count, max_capacity - _occupying(instances, kills)))
     done = (
         not kills
         and old_left == 0

@@ -77,6 +77,11 @@ class Instance:
     launched_mono: float = 0.0
     status_stamp: float = 0.0  # agent timestamp of the last status update applied
 
+    @property
+    def unreachable(self) -> bool:
+        """Its agent is known to be unreachable (also when loaded from the store so)."""
+        return self.unreachable_since is not None or self.task.state == "TASK_UNREACHABLE"
+
 
 @dataclass
 class PlanRun:

@@ -78,7 +78,9 @@ class StatusHandling(CoreBase):
                     inst.started_mono = now
                 if state == "TASK_RUNNING" and not inst.task.ip_addresses and not ips:
                     changes["ip_addresses"] = [IpAddress(ip_address=inst.task.host)]
-                if state in TERMINAL:
+                if state in TERMINAL or (state == "TASK_UNREACHABLE" and inst.killing):
+                    # A terminal status confirms a kill; an unreachable agent ends it too
+                    # (the instance is expunged, as Marathon's KillService does).
                     self._remove(task_id)
                     delete = inst.task
                     app = self._app_of(inst)
