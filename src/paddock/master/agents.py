@@ -26,6 +26,8 @@ from paddock.master.views import agent_entry
 
 log = logging.getLogger(__name__)
 
+REREGISTERED = "REASON_AGENT_REREGISTERED"  # v1 name of Mesos's REASON_SLAVE_REREGISTERED
+
 
 class AgentMixin(MasterBase):
     async def register_agent(self, call: dict[str, Any], stream: EventStream) -> Agent:
@@ -63,6 +65,7 @@ class AgentMixin(MasterBase):
         returning = agent_id in regstate.admitted  # Mesos counts these as re-registrations
         needs_write = not returning or regstate.admitted[agent_id] != stored
         was_unreachable = agent_id in regstate.unreachable
+        expected = agent_id in self.recovered_agents  # admitted, awaited after a failover
         if needs_write:
             try:
                 await self.registry.write({"op": "admit", "agent_id": agent_id, "info": stored})
@@ -78,6 +81,7 @@ class AgentMixin(MasterBase):
         agent = Agent(agent_id, info, total, attributes, time.time())
         agent.version = str(reg.get("version", ""))
         shut_down = self._adopt_agent_tasks(agent, tasks_in, fws_in)
+        recovered = [] if old is not None or expected else list(agent.tasks.values())
         missing: list[tuple[str, str]] = []
         if old is not None:
             # Tasks the master launched there that the agent did not report (a RUN_TASK
@@ -114,6 +118,7 @@ class AgentMixin(MasterBase):
         for st in reg.get("unacknowledged_updates") or []:
             if isinstance(st, dict):
                 self.agent_update(agent, {"status": st}, forward=False)
+        self._report_recovered_tasks(recovered, was_unreachable)
         if was_unreachable:
             self._kill_non_partition_aware(agent)
         for fid in sorted(shut_down):
@@ -183,9 +188,33 @@ class AgentMixin(MasterBase):
             agent.tasks[(fid, tid)] = task
         return to_shut_down
 
+    def _report_recovered_tasks(self, tasks: list[Task], was_unreachable: bool) -> None:
+        """Tell each framework the state of its tasks on an agent that re-registered after
+        being marked unreachable (or that this master did not expect), as Mesos >= 1.5
+        does (``Master::_reregisterSlave``): the framework was told TASK_UNREACHABLE or
+        TASK_LOST, or never heard of the task from this master, and may have forgotten
+        it; without this it learns that the task still runs only at its next
+        reconciliation. A framework that is not connected misses it (as in Mesos)."""
+        message = "Unreachable agent re-registered"
+        if not was_unreachable:
+            message = "Unknown agent re-registered"
+        for task in tasks:
+            fw = self.frameworks.get(task.framework_id)
+            if fw is None or fw.stream is None:
+                continue
+            status: dict[str, Any] = {
+                key: value
+                for key, value in (task.latest_status or {}).items()
+                if key in ("executor_id", "healthy", "check_status", "container_status")
+            }
+            status.update(self.master_status(task, task.state, REREGISTERED, message))
+            fw.stream.send({"type": "UPDATE", "update": {"status": status}})
+            self.counters["status_updates_forwarded"] += 1
+
     def _kill_non_partition_aware(self, agent: Agent) -> None:
         """An unreachable agent came back: its tasks of frameworks that are not
-        partition-aware were reported TASK_LOST, so (as Mesos) they are killed now."""
+        partition-aware were reported TASK_LOST, so they are killed now (Mesos 1.1-1.4
+        did so; Mesos >= 1.5 keeps them running, apache/mesos 9d0cadc)."""
         assert agent.stream is not None
         for (fid, tid), task in agent.tasks.items():
             fw = self.frameworks.get(fid)
