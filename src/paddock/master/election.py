@@ -14,21 +14,37 @@ kazoo runs its own threads; every callback is handed to the asyncio loop with
 ``call_soon_threadsafe``. The session state matters for safety: on SUSPENDED the
 master stops acting at once (it may no longer be the leader), on LOST it is
 certainly not (its znode is gone).
+
+Requests that fail transiently (connection loss, operation timeout, session
+expiry: kazoo reconnects, with a new session after an expiry) are retried with
+backoff until the election is stopped, as the initial connect is: a keeper blip
+while a master starts must not end it. The sequential leadership znode is
+created idempotently: a create whose answer was lost may have made it, so before
+(re)creating we adopt a ``json.info_`` child our current session owns.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.exceptions import (
+    ConnectionLoss,
+    NodeExistsError,
+    NoNodeError,
+    OperationTimeoutError,
+    SessionExpiredError,
+)
 from kazoo.protocol.states import KazooState
 
 log = logging.getLogger(__name__)
@@ -45,6 +61,13 @@ __all__ = [
 
 INFO_PREFIX = "json.info_"
 REPLICAS_NODE = "log_replicas"
+
+T = TypeVar("T")
+
+# Failures after which the same request may succeed once kazoo has reconnected.
+TRANSIENT_ZK_ERRORS = (ConnectionLoss, OperationTimeoutError, SessionExpiredError)
+RETRY_FIRST_DELAY = 0.1
+RETRY_MAX_DELAY = 2.0
 
 
 @dataclass(frozen=True)
@@ -117,11 +140,28 @@ class ZkElection:
         self.state = "CONNECTING"
         self._replica: tuple[int, str, int] | None = None
         self._stopped = False
+        self._stopping: asyncio.Event | None = None
+        self._info_lock = threading.Lock()  # contend() and a recreate may overlap
+
+    def _retrying(self, what: str, request: Callable[[], T]) -> T:  # a worker thread
+        """``request()``, repeated after transient ZooKeeper errors (backoff 0.1 s doubling
+        to 2 s) until it succeeds or the election is stopped (then the error is raised)."""
+        delay = RETRY_FIRST_DELAY
+        while True:
+            try:
+                return request()
+            except TRANSIENT_ZK_ERRORS as exc:
+                if self._stopped or (self._stopping is not None and self._stopping.is_set()):
+                    raise
+                log.warning("%s failed (%s); retrying in %.1f s", what, type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self, stopping: asyncio.Event, attempt_timeout: float = 5.0) -> bool:
         """Connect (retrying until ``stopping`` is set: ZooKeeper may come up after us).
         Returns False if stopped before connecting."""
+        self._stopping = stopping
         while not stopping.is_set():
             try:
                 await asyncio.to_thread(self.zk.start, attempt_timeout)
@@ -135,7 +175,8 @@ class ZkElection:
         return True
 
     def _setup_paths(self) -> None:
-        self.zk.ensure_path(f"{self.url.path}/{REPLICAS_NODE}")
+        path = f"{self.url.path}/{REPLICAS_NODE}"
+        self._retrying("creating " + path, lambda: self.zk.ensure_path(path))
 
     async def contend(self) -> None:
         """Create our json.info znode and start watching the children."""
@@ -143,12 +184,37 @@ class ZkElection:
         self.zk.ChildrenWatch(self.url.path, self._children_changed)
 
     def _create_info(self) -> None:
+        with self._info_lock:
+            self.my_node = self._retrying("contending for leadership", self._create_info_once)
+        log.info("contending for leadership as %s", self.my_node)
+
+    def _create_info_once(self) -> str:
+        mine = self._own_info_nodes()
+        if mine:
+            # Made by an earlier attempt whose answer was lost: keep the lowest.
+            for extra in mine[1:]:
+                with contextlib.suppress(NoNodeError):
+                    self.zk.delete(f"{self.url.path}/{extra}")
+            return mine[0]
         data = json.dumps(self.master_info).encode()
         created = self.zk.create(
             f"{self.url.path}/{INFO_PREFIX}", data, ephemeral=True, sequence=True
         )
-        self.my_node = created.rsplit("/", 1)[1]
-        log.info("contending for leadership as %s", self.my_node)
+        return str(created).rsplit("/", 1)[1]
+
+    def _own_info_nodes(self) -> list[str]:
+        """The ``json.info_`` children whose ephemeral owner is our current session."""
+        client_id = self.zk.client_id
+        if client_id is None:
+            return []
+        mine = []
+        for child in sorted(self.zk.get_children(self.url.path)):
+            if not child.startswith(INFO_PREFIX):
+                continue
+            stat = self.zk.exists(f"{self.url.path}/{child}")
+            if stat is not None and stat.ephemeralOwner == client_id[0]:
+                mine.append(child)
+        return mine
 
     async def stop(self) -> None:
         self._stopped = True
@@ -170,7 +236,7 @@ class ZkElection:
             self.zk.delete(node)
             return int(node.rsplit("_", 1)[1]) + 1
 
-        return await asyncio.to_thread(alloc)
+        return await asyncio.to_thread(self._retrying, "allocating a replica id", alloc)
 
     async def register_replica(self, replica_id: int, host: str, port: int) -> None:
         self._replica = (replica_id, host, port)
@@ -182,12 +248,18 @@ class ZkElection:
         rid, host, port = self._replica
         path = f"{self.url.path}/{REPLICAS_NODE}/replica_{rid}"
         data = json.dumps({"id": rid, "host": host, "port": port}).encode()
-        try:
-            self.zk.create(path, data, ephemeral=True)
-        except NodeExistsError:
-            # Left by our previous session (not yet expired): replace it.
-            self.zk.delete(path)
-            self.zk.create(path, data, ephemeral=True)
+
+        def create() -> None:
+            try:
+                self.zk.create(path, data, ephemeral=True)
+            except NodeExistsError:
+                # Left by our previous session (not yet expired), or made by an
+                # attempt whose answer was lost: replace it.
+                with contextlib.suppress(NoNodeError):
+                    self.zk.delete(path)
+                self.zk.create(path, data, ephemeral=True)
+
+        self._retrying("registering replica " + path, create)
 
     async def replicas(self) -> dict[int, tuple[str, int]]:
         def read() -> dict[int, tuple[str, int]]:
@@ -204,7 +276,7 @@ class ZkElection:
                     continue
             return out
 
-        return await asyncio.to_thread(read)
+        return await asyncio.to_thread(self._retrying, "reading the replicas", read)
 
     # ---------------------------------------------------------------- callbacks
     def _listener(self, state: str) -> None:  # kazoo thread
@@ -300,4 +372,7 @@ class ZkElection:
         self._create_replica()
         self._create_info()
         # Our previous ChildrenWatch keeps running in the new session; refresh now.
-        self._children_changed(self.zk.get_children(self.url.path))
+        children = self._retrying(
+            "reading the contenders", lambda: self.zk.get_children(self.url.path)
+        )
+        self._children_changed(children)
