@@ -58,6 +58,7 @@ class MarathonConfig:
     reconciliation_initial_delay: float = 15.0
     reconciliation_interval: float = 600.0
     task_launch_timeout: float = 300.0
+    kill_retry_timeout: float = 10.0  # resend a KILL not confirmed within this long
     max_running_deployments: int = 100
 
     @property
@@ -88,6 +89,7 @@ class MarathonDaemon:
             rng=random.Random(),
             role=cfg.role,
             task_launch_timeout=cfg.task_launch_timeout,
+            kill_retry_timeout=cfg.kill_retry_timeout,
         )
         self.service = MarathonService(
             self.store, self.core, max_running_deployments=cfg.max_running_deployments
