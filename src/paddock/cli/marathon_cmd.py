@@ -36,6 +36,9 @@ def marathon(
         15.0, "--reconciliation-initial-delay", help="Seconds after subscribing."
     ),
     reconciliation_interval: float = typer.Option(600.0, "--reconciliation-interval"),
+    kill_retry_timeout: float = typer.Option(
+        10.0, "--kill-retry-timeout", help="Seconds before an unconfirmed KILL is sent again."
+    ),
     task_launch_timeout: float = typer.Option(300.0, "--task-launch-timeout"),
     max_running_deployments: int = typer.Option(100, "--max-running-deployments"),
     http_credentials: str = typer.Option(
@@ -78,6 +81,7 @@ def marathon(
         zk_session_timeout=zk_session_timeout,
         reconciliation_initial_delay=reconciliation_initial_delay,
         reconciliation_interval=reconciliation_interval,
+        kill_retry_timeout=kill_retry_timeout,
         task_launch_timeout=task_launch_timeout,
         max_running_deployments=max_running_deployments,
     )
