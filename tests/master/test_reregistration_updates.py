@@ -6,12 +6,16 @@ reconciliation, and they keep running meanwhile (docs/reliability.md, Findings 5
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
+import subprocess
+import sys
 
 import httpx
 import pytest
 
-from .clients import FakeAgent, Scheduler
+from .clients import HOST, FakeAgent, Scheduler, fixed_ports
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -135,4 +139,85 @@ async def test_new_leader_reports_tasks_of_an_agent_it_did_not_expect(zk, master
     finally:
         await again.close()
         await sched.close()
+        await agent.close()
+
+
+async def test_marathon_kills_a_task_it_forgot_when_its_agent_returns(zk, masters, tmp_path):
+    """End to end, the chaos run's ``/chaos/a22``: Marathon asks to kill a task, the agent
+    is cut off before it acts, Marathon expunges the instance on TASK_UNREACHABLE; the
+    agent comes back with the task still running. The master's REASON_AGENT_REREGISTERED
+    update makes Marathon kill it at once (its reconciliation is 10 minutes away)."""
+    m = masters.start(
+        _zk(zk, "rereg4"), "1", "m1", "--allocation-interval", "0.1s",
+        "--agent-ping-timeout", "0.3s", "--max-agent-ping-timeouts", "3",
+    )  # fmt: skip
+    (port,) = fixed_ports(1)
+    log_path = tmp_path / "marathon.log"
+    cmd = [
+        sys.executable, "-m", "paddock.cli.main", "marathon",
+        "--master", _zk(zk, "rereg4"), "--zk", _zk(zk, "rereg4-marathon"),
+        "--port", str(port), "--hostname", HOST, "--bind", HOST,
+        "--reconciliation-initial-delay", "600", "--reconciliation-interval", "600",
+    ]  # fmt: skip
+    with open(log_path, "ab") as log:
+        marathon = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    masters.cleanups.append(lambda: (marathon.kill(), marathon.wait(10)))
+    base = f"http://{HOST}:{port}"
+    agent = FakeAgent("127.0.0.1", "cpus:2;mem:1024")
+    try:
+        await agent.register(m.url)
+        async with httpx.AsyncClient(timeout=5) as c:
+
+            async def tasks() -> list:
+                r = await c.get(base + "/v2/apps/e2e/tasks")
+                return r.json()["tasks"] if r.status_code == 200 else []
+
+            app = {"id": "/e2e", "cmd": "sleep 1000", "cpus": 0.1, "mem": 8, "instances": 1,
+                   "portDefinitions": []}  # fmt: skip
+            for _ in range(200):  # until marathon leads and answers
+                try:
+                    r = await c.post(base + "/v2/apps", json=app)
+                    if r.status_code in (200, 201):
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"marathon never took the app:\n{log_path.read_text()}")
+            run = await agent.next("RUN_TASK", timeout=30)
+            fid = run["run_task"]["framework"]["id"]["value"]
+            tid = run["run_task"]["task"]["task_id"]["value"]
+            await agent.update(fid, tid, "TASK_RUNNING")
+            for _ in range(200):
+                if [t["state"] for t in await tasks()] == ["TASK_RUNNING"]:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"the task never ran:\n{log_path.read_text()}")
+            # The kill reaches the agent, which is cut off before it acts on it.
+            r = await c.put(base + "/v2/apps/e2e?force=true", json={"instances": 0})
+            assert r.status_code in (200, 201), r.text
+            kill = await agent.next("KILL_TASK", timeout=20)
+            assert kill["kill_task"]["task_id"]["value"] == tid
+            agent.ponging = False
+            for _ in range(300):  # TASK_UNREACHABLE: Marathon expunges the instance
+                if not await tasks():
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("marathon kept the instance")
+            await agent.close()
+            back = _returning(agent)
+            try:
+                await back.register(m.url)
+                kill = await back.next("KILL_TASK", timeout=10)
+                assert kill["kill_task"]["task_id"]["value"] == tid
+            finally:
+                await back.close()
+    finally:
         await agent.close()
