@@ -6,8 +6,8 @@ and Party; one second in, the ensemble's leader dies (a Barrier made before
 the kill is waited on and lifted after it). Sessions outlive the
 failover (their timeout is longer than it), so the recipes must carry on and
 their guarantees must hold: mutual exclusion, one elected leader at a time, no
-lost counter increments, every queued item delivered once, every party member
-present.
+lost counter increments (kazoo's Counter may apply one twice), every queued item
+delivered once, every party member present.
 """
 
 from __future__ import annotations
@@ -213,7 +213,10 @@ def test_recipes_survive_leader_kill(kind: str, ensemble_factory) -> None:
         assert lock_cs.overlaps == [] and lock_cs.entries == 24
         assert election_cs.overlaps == [] and election_cs.entries == 6
         final = _retrying(lambda: Counter(clients[0], "/recipes/counter").value)
-        assert sum(counted) <= final <= 75, (counted, final)
+        # No increment is lost. There is no upper bound of 75: kazoo's Counter retries
+        # a compare-and-set whose reply was lost with the connection (client.retry), so
+        # one increment may apply twice — seen once against Apache ZooKeeper itself.
+        assert sum(counted) <= final, (counted, final)
         assert sorted(_retrying(lambda: list(Party(clients[0], "/recipes/party")))) == [
             f"member-{i}" for i in range(3)
         ]

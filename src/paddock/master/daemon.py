@@ -236,20 +236,36 @@ class MasterDaemon:
 
     async def _discover_peers(self, replica_id: int) -> dict[int, tuple[str, int]] | None:
         path = self.config.work_dir / "registry_peers.json"
+        assert self.election is not None
         if path.exists():
             stored = json.loads(path.read_text())
-            return {int(k): (v[0], int(v[1])) for k, v in stored.items()}
-        assert self.election is not None
+            peers = {int(k): (v[0], int(v[1])) for k, v in stored.items()}
+            await self.election.publish_membership(peers)  # a no-op once recorded
+            return peers
         wanted = self.config.replicas_wanted
         logged = 0.0
         while not self.stopping.is_set():
-            replicas = await self.election.replicas()
-            if replica_id in replicas and len(replicas) >= wanted:
-                _write_atomic(path, {str(k): list(v) for k, v in replicas.items()})
-                return replicas
+            # A membership formed without us (we were killed before we saw it form)
+            # is adopted from ZooKeeper, so a restart rejoins it.
+            chosen = await self.election.membership()
+            if chosen is None:
+                replicas = await self.election.replicas()
+                if replica_id in replicas and len(replicas) >= wanted:
+                    chosen = await self.election.publish_membership(replicas)
+            if chosen is not None and replica_id in chosen:
+                _write_atomic(path, {str(k): list(v) for k, v in chosen.items()})
+                return chosen
             if time.monotonic() - logged > 5:
                 logged = time.monotonic()
-                log.info("waiting for %d registry replicas (have %d)", wanted, len(replicas))
+                if chosen is not None:
+                    log.error(
+                        "registry replica %d is not a member of the registry %s: "
+                        "not serving as a replica",
+                        replica_id,
+                        sorted(chosen),
+                    )
+                else:
+                    log.info("waiting for %d registry replicas", wanted)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 0.2)
         return None

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
+    BadVersionError,
     ConnectionLoss,
     NodeExistsError,
     NoNodeError,
@@ -101,6 +102,19 @@ def ip_to_uint32(ip: str) -> int:
     """MasterInfo.ip: the IPv4 address as the uint32 whose memory is the network-order
     bytes, read on a little-endian host (Mesos writes ``in_addr.s_addr``)."""
     return int.from_bytes(socket.inet_aton(ip), "little")
+
+
+def parse_membership(data: bytes | None) -> dict[int, tuple[str, int]] | None:
+    """The membership recorded in ``log_replicas``'s data, or None (empty or not ours)."""
+    if not data:
+        return None
+    try:
+        members = json.loads(data)["members"]
+        out = {int(k): (str(v[0]), int(v[1])) for k, v in members.items()}
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        log.warning("ignoring unreadable membership data in %s", REPLICAS_NODE)
+        return None
+    return out or None
 
 
 def leader_child(children: list[str]) -> str | None:
@@ -277,6 +291,40 @@ class ZkElection:
             return out
 
         return await asyncio.to_thread(self._retrying, "reading the replicas", read)
+
+    async def membership(self) -> dict[int, tuple[str, int]] | None:
+        """The registry's membership as first formed, recorded as the data of the
+        persistent ``log_replicas`` node; None while none is recorded."""
+
+        def read() -> dict[int, tuple[str, int]] | None:
+            data, _ = self.zk.get(f"{self.url.path}/{REPLICAS_NODE}")
+            return parse_membership(data)
+
+        return await asyncio.to_thread(self._retrying, "reading the membership", read)
+
+    async def publish_membership(
+        self, members: dict[int, tuple[str, int]]
+    ) -> dict[int, tuple[str, int]]:
+        """Record ``members`` as the membership unless one is recorded already (first
+        writer wins, by the node's version); returns the recorded membership. Every
+        master adopts the recorded one, so a master that was killed before it saw the
+        membership form, or saw a different set of replicas, still agrees with the rest."""
+        path = f"{self.url.path}/{REPLICAS_NODE}"
+        encoded = json.dumps({"members": {str(k): list(v) for k, v in members.items()}})
+
+        def publish() -> dict[int, tuple[str, int]]:
+            data, stat = self.zk.get(path)
+            recorded = parse_membership(data)
+            if recorded is not None:
+                return recorded
+            try:
+                self.zk.set(path, encoded.encode(), version=stat.version)
+                return members
+            except BadVersionError:  # another master recorded one first
+                data, _ = self.zk.get(path)
+                return parse_membership(data) or members
+
+        return await asyncio.to_thread(self._retrying, "recording the membership", publish)
 
     # ---------------------------------------------------------------- callbacks
     def _listener(self, state: str) -> None:  # kazoo thread

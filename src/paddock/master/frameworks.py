@@ -63,6 +63,11 @@ class FrameworkMixin(MasterBase):
         info = dict(sub["framework_info"])
         if not isinstance(info.get("user", ""), str) or not isinstance(info.get("name", ""), str):
             raise CallError(400, "framework_info.user and name must be strings")
+        caps = info.get("capabilities")
+        if caps is not None and not (
+            isinstance(caps, list) and all(isinstance(c, dict) for c in caps)
+        ):
+            raise CallError(400, "'framework_info.capabilities' must be a list of objects")
         if principal is not None and info.get("principal") not in (None, principal):
             raise CallError(
                 403,
