@@ -201,3 +201,12 @@ def test_restart_while_a_task_was_staging_excuses_its_replacement():
     final = samples[-1] | {"t": int(10 * S)}
     res = check(h, samples, final, 10.0, [], [])
     assert "lost-task" not in [a.kind for a in res.anomalies], res.anomalies
+
+
+def test_an_edge_logged_by_a_dying_process_opens_no_interval():
+    # kill -9 of all hosts recorded at 20.0; the leader's process, not yet reached,
+    # logs a reconnect blip (stop, start) at 20.02-20.03 and dies: it led until the
+    # kill, not until its next death (a 30-minute run reported two leaders for this).
+    edges = [(10.0, "start"), (20.02, "stop"), (20.03, "start")]
+    ivs = intervals(edges, "master", 3, [20.0, 50.0], [], 60.0)
+    assert [(i.start, i.end) for i in ivs] == [(10.0, 20.0)]

@@ -42,6 +42,7 @@ from paddock.chaos.checker import Anomaly
 from paddock.chaos.workload_cluster import APP_PREFIX, STRATEGIES, allowed_final, task_app
 
 GRACE = 10.0  # s: a scale-down's kills may take this long to show
+DEATH_SLACK = 1.0  # s: a kill -9 recorded at t reaches every process by t + this
 
 _TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 START_EDGES = {
@@ -124,6 +125,14 @@ def intervals(
     host's processes (kill -9) or the run's end; paused stretches are cut out."""
     raw: list[tuple[float, float]] = []
     opened: float | None = None
+    # A kill of several hosts is recorded when it starts and reaches the last process
+    # some milliseconds later: an edge logged within DEATH_SLACK after a recorded kill
+    # was logged by the dying process (a restarted one takes seconds to get that far).
+    edges = [
+        (t, e)
+        for t, e in edges
+        if not (e == "start" and any(d < t <= d + DEATH_SLACK for d in deaths))
+    ]
     for t, e in sorted(edges):
         if opened is not None:
             died = [d for d in deaths if opened <= d <= t]
