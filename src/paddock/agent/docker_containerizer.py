@@ -322,6 +322,34 @@ def container_of(task: Task) -> DockerContainer | None:
     return handle if isinstance(handle, DockerContainer) else None
 
 
+def docker_task_environment(agent: Agent, task: Task) -> dict[str, str]:
+    """The environment a DOCKER task gets: the same as a process task's."""
+    return task_environment(
+        task_info=task.info,
+        framework_id=task.framework_id,
+        agent_id=agent.agent_id or "",
+        sandbox=task.sandbox,
+        agent_endpoint=agent.endpoint,
+        hostname=agent.config.hostname,
+        base={},
+    )
+
+
+def task_container(agent: Agent, task: Task, env: dict[str, str]) -> tuple[Any, Any]:
+    """The container spec for ``task`` and its health check; raises SpecError or
+    ValueError for a TaskInfo that cannot run."""
+    spec = container_spec(
+        info=task.info,
+        agent_id=agent.agent_id or "",
+        framework_id=task.framework_id,
+        run_id=task.run_id,
+        sandbox=task.sandbox,
+        work_dir=agent.config.work_dir,
+        environment=env,
+    )
+    return spec, health_check_for(task, spec)
+
+
 async def run_docker_task(agent: Agent, task: Task) -> None:
     """The task's whole life on this agent; never raises (a bug ends the task FAILED)."""
     await guard_runner(agent, task, _run(agent, task))
@@ -462,26 +490,9 @@ async def _run(agent: Agent, task: Task) -> None:
         )
         return
     agent.report_status(task, "TASK_STARTING")
-    env = task_environment(
-        task_info=task.info,
-        framework_id=task.framework_id,
-        agent_id=agent.agent_id or "",
-        sandbox=task.sandbox,
-        agent_endpoint=agent.endpoint,
-        hostname=agent.config.hostname,
-        base={},
-    )
+    env = docker_task_environment(agent, task)
     try:
-        spec = container_spec(
-            info=task.info,
-            agent_id=agent.agent_id or "",
-            framework_id=task.framework_id,
-            run_id=task.run_id,
-            sandbox=task.sandbox,
-            work_dir=agent.config.work_dir,
-            environment=env,
-        )
-        health = health_check_for(task, spec)
+        spec, health = task_container(agent, task, env)
     except (SpecError, ValueError) as exc:
         agent.report_status(
             task,

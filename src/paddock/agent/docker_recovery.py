@@ -30,12 +30,12 @@ from paddock.agent.docker_containerizer import (
     blocking,
     container_of,
     docker_client,
+    docker_task_environment,
     follow_container,
     guard_runner,
-    health_check_for,
+    task_container,
 )
-from paddock.agent.docker_spec import LABEL_PREFIX, SpecError, container_spec
-from paddock.agent.tasks import task_environment
+from paddock.agent.docker_spec import LABEL_PREFIX, SpecError
 
 if TYPE_CHECKING:
     from paddock.agent.daemon import Agent, Task
@@ -90,26 +90,9 @@ async def recover_container_task(agent: Agent, task: Task, rec: dict[str, Any]) 
         )
         return
     task.process = handle  # type: ignore[assignment]  # duck-typed: process + kill(grace)
-    env = task_environment(
-        task_info=task.info,
-        framework_id=task.framework_id,
-        agent_id=agent.agent_id or "",
-        sandbox=task.sandbox,
-        agent_endpoint=agent.endpoint,
-        hostname=agent.config.hostname,
-        base={},
-    )
+    env = docker_task_environment(agent, task)
     try:
-        spec = container_spec(
-            info=task.info,
-            agent_id=agent.agent_id or "",
-            framework_id=task.framework_id,
-            run_id=task.run_id,
-            sandbox=task.sandbox,
-            work_dir=agent.config.work_dir,
-            environment=env,
-        )
-        health = health_check_for(task, spec)
+        _spec, health = task_container(agent, task, env)
     except (SpecError, ValueError):
         health = None  # it ran before, so this cannot happen; run it without checks
     since = None
