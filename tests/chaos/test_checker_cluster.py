@@ -210,3 +210,30 @@ def test_an_edge_logged_by_a_dying_process_opens_no_interval():
     edges = [(10.0, "start"), (20.02, "stop"), (20.03, "start")]
     ivs = intervals(edges, "master", 3, [20.0, 50.0], [], 60.0)
     assert [(i.start, i.end) for i in ivs] == [(10.0, 20.0)]
+
+
+def test_restart_of_a_full_one_instance_app_may_run_two():
+    # Found by the 30-minute run of seed 1800: /chaos/a1 has strategy (1.0, 0.5), so
+    # minHealthy = ceil(1 * 1.0) = 1 = maxCapacity = floor(1 * 1.5); Marathon's
+    # computeRestartStrategy then allows one extra instance or the restart could never
+    # start. Two running during the restart is Marathon's behaviour, not an anomaly.
+    app = "/chaos/a1"
+    h = op(1, "deploy", app, 1, 0, 1, "ok")
+    one = sample(2, [("chaos_a1.old", "h")], {"10.77.0.14:5051": ["chaos_a1.old"]}, {app: 1})
+    two = sample(
+        4,
+        [("chaos_a1.old", "h"), ("chaos_a1.new", "h")],
+        {"10.77.0.14:5051": ["chaos_a1.old", "chaos_a1.new"]},
+        {app: 1},
+    )
+    final = sample(6, [("chaos_a1.new", "h")], {"10.77.0.14:5051": ["chaos_a1.new"]}, {app: 1})
+    restarted = h + op(2, "restart", app, None, 3, 3.1, "ok")
+    res = check(restarted, [one, two, final], final, 6.0, [], [])
+    assert "over-capacity" not in [a.kind for a in res.anomalies], res.anomalies
+    # without a restart, a second task launched is one too many
+    res = check(h + op(2, "scale", app, 1, 3, 3.1, "ok"), [one, two, final], final, 6.0, [], [])
+    assert "over-capacity" in [a.kind for a in res.anomalies]
+    # a refused restart starts nothing either
+    refused = h + op(2, "restart", app, None, 3, 3.1, "fail")
+    res = check(refused, [one, two, final], final, 6.0, [], [])
+    assert "over-capacity" in [a.kind for a in res.anomalies]

@@ -43,6 +43,7 @@ from paddock.chaos.workload_cluster import APP_PREFIX, STRATEGIES, allowed_final
 
 GRACE = 10.0  # s: a scale-down's kills may take this long to show
 DEATH_SLACK = 1.0  # s: a kill -9 recorded at t reaches every process by t + this
+RESTART_WINDOW = 120.0  # s: a restart asked for this long ago may still be replacing tasks
 
 _TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
 START_EDGES = {
@@ -232,13 +233,26 @@ def targets_at(ops: list[dict[str, Any]], t: float, grace: float) -> list[int]:
     return out
 
 
-def _limit(app: str, targets: list[int]) -> int:
+def _limit(app: str, targets: list[int], restarting: bool = False) -> int:
+    """Most tasks Marathon may run for ``app`` with any of ``targets`` in force.
+
+    ``floor(n * (1 + maximumOverCapacity))``; during a restart Marathon's
+    ``computeRestartStrategy`` allows one more when ``ceil(n * minimumHealthCapacity)``
+    equals that ceiling (else nothing could start before an old one is killed, e.g. a
+    1-instance app with the default strategy).
+    """
     try:
         index = int(app[len(APP_PREFIX) :])
     except ValueError:
         index = 0
-    _mh, over = STRATEGIES[index % len(STRATEGIES)]
-    return math.floor(max(targets, default=0) * (1 + over) + 1e-9)
+    health, over = STRATEGIES[index % len(STRATEGIES)]
+    limit = 0
+    for n in targets:
+        ceiling = math.floor(n * (1 + over) + 1e-9)
+        if restarting and n > 0 and math.ceil(n * health - 1e-9) == ceiling:
+            ceiling += 1
+        limit = max(limit, ceiling)
+    return limit
 
 
 def check(
@@ -296,7 +310,13 @@ def check(
         for app, ids in running.items():
             ops_app = by_app.get(app, [])
             targets = targets_at(ops_app, t, GRACE)
-            limit = _limit(app, targets)
+            restarting = any(
+                o["f"] == "restart"
+                and o["type"] != "fail"
+                and t - RESTART_WINDOW <= o["t_inv"] <= t
+                for o in ops_app
+            )
+            limit = _limit(app, targets, restarting)
             if len(ids) <= limit or (app, int(t)) in reported:
                 continue
             # Too many: an anomaly if Marathon launched one of them since the last
