@@ -52,8 +52,13 @@ def serving(task: dict) -> bool:
 
 def test_small_cluster_from_up_to_down_and_resume(work_dir: Path, tmp_path: Path):
     wd = ["--work-dir", str(work_dir)]
+    # The shape from [up], and a setting of the agents from [agent] of the same file.
+    cfg = tmp_path / "paddock.toml"
+    cfg.write_text(
+        "[up]\nkeepers = 1\nmasters = 1\nagents = 2\nmarathons = 1\n[agent]\ngc-delay = 4321.5\n"
+    )
     t0 = time.monotonic()
-    r = paddock("up", *wd, *SMALL, "--detach")
+    r = paddock("up", *wd, "--config", str(cfg), "--detach")
     assert r.returncode == 0, r.stdout + r.stderr
     print(f"up --detach (small, with example app): {time.monotonic() - t0:.1f}s")
     assert "cluster is up" in r.stdout
@@ -63,6 +68,7 @@ def test_small_cluster_from_up_to_down_and_resume(work_dir: Path, tmp_path: Path
     assert len(cluster["agents"]) == 2 and len(cluster["marathons"]) == 1
     assert cluster["ui"] == f"http://{cluster['marathons'][0]}/ui/"
     sup_pid = int((work_dir / "supervisor.pid").read_text())
+    assert _gc_delays(cluster) == ["4321.5secs", "4321.5secs"]
 
     # -- the example app: 3 healthy instances that really serve HTTP ----------------------
     tasks = paddock_json("task", "list", *wd, "--app", "/hello")
@@ -153,7 +159,9 @@ def test_small_cluster_from_up_to_down_and_resume(work_dir: Path, tmp_path: Path
     r = paddock("up", *wd, "--detach", "--no-example")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "resuming" in r.stdout
+    assert f"the daemons read {cfg}" in r.stdout  # recorded by the first up
     assert json.loads((work_dir / "cluster.json").read_text()) == cluster
+    assert _gc_delays(cluster) == ["4321.5secs", "4321.5secs"]
     apps = wait_until(
         lambda: (
             (a := {x["id"]: x for x in paddock_json("app", "list", *wd)})
@@ -186,6 +194,26 @@ def test_small_cluster_from_up_to_down_and_resume(work_dir: Path, tmp_path: Path
     r = paddock("down", *wd)
     assert r.returncode == 0, r.stderr
     assert processes_of(work_dir) == []
+
+
+def _gc_delays(cluster: dict) -> list[str]:
+    return [
+        httpx.get(f"http://{a}/state", timeout=5).json()["flags"]["gc_delay"]
+        for a in cluster["agents"]
+    ]
+
+
+def test_up_checks_every_daemon_table_of_its_config_before_starting(tmp_path: Path):
+    cfg = tmp_path / "paddock.toml"
+    cfg.write_text("[up]\nkeepers = 1\n[master]\nqorum = 2\n")  # misspelt
+    r = paddock("up", "--work-dir", str(tmp_path / "c"), "--config", str(cfg), "--detach")
+    assert r.returncode == 2
+    assert "[master]: unknown setting 'qorum'" in r.stderr
+    assert not (tmp_path / "c").exists()  # nothing laid out, nothing started
+    other = tmp_path / "paddock.conf"  # valid TOML, but keeper would take it for a zoo.cfg
+    other.write_text("[up]\nkeepers = 1\n")
+    r = paddock("up", "--work-dir", str(tmp_path / "c"), "--config", str(other), "--detach")
+    assert r.returncode != 0 and "takes a .toml file" in r.stderr
 
 
 def _zombie(pid: int) -> bool:

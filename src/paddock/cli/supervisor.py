@@ -83,6 +83,9 @@ class Layout:
     masters: list[dict[str, Any]] = field(default_factory=list)  # port, registry_port
     agents: list[dict[str, Any]] = field(default_factory=list)  # name, ip, port, ports
     marathons: list[dict[str, Any]] = field(default_factory=list)  # port
+    # A TOML file whose [keeper]/[master]/[agent]/[marathon] tables the daemons read
+    # (``up --config``); the flags chosen here win over it.
+    config_file: str | None = None
 
     # -- creation and persistence ---------------------------------------------------
     @classmethod
@@ -206,6 +209,9 @@ class Layout:
                 "--reconciliation-initial-delay", "2",
             ]  # fmt: skip
             out.append(DaemonSpec(f"marathon{i + 1}", "marathon", argv))
+        if self.config_file is not None:
+            for spec in out:
+                spec.args.extend(["--config", self.config_file])
         return out
 
 

@@ -189,7 +189,8 @@ def up(
     config: ConfigOption = None,  # its [up] table was read (as defaults) before this runs
 ) -> None:
     """Start a whole local cluster (or resume the one in --work-dir)."""
-    _up(work_dir, keepers, masters, agents, marathons, zk, detach, example, restart, timeout)
+    _up(work_dir, keepers, masters, agents, marathons, zk, detach, example, restart, timeout,
+        config)  # fmt: skip
 
 
 @cli_errors
@@ -204,8 +205,10 @@ def _up(
     example: bool,
     restart: bool,
     timeout: float,
+    config: Path | None = None,
 ) -> None:
     console = Console()
+    config_path = None if config is None else _checked_daemon_config(config)
     work_dir = resolve_work_dir(work_dir_opt)
     pid = running_supervisor(work_dir)
     if pid is not None:
@@ -218,6 +221,10 @@ def _up(
             console.print(f"new cluster in {work_dir}")
         else:
             console.print(f"resuming the cluster in {work_dir} (its recorded ports and data)")
+        if config_path is not None:
+            layout.config_file = str(config_path)
+        elif layout.config_file is not None:
+            console.print(f"the daemons read {layout.config_file} (given to an earlier up)")
         layout.save()
     except LayoutError as exc:
         raise CliError(str(exc)) from None
@@ -265,6 +272,30 @@ def _up(
     except BaseException:
         _stop(sup)
         raise
+
+
+def _checked_daemon_config(path: Path) -> Path:
+    """``up --config FILE``: the daemons it starts read their own tables of the same
+    file, so check those tables now, before anything starts (a mistake would otherwise
+    show only as a daemon the supervisor restarts over and over)."""
+    import typer.main
+
+    from paddock.cli.main import app
+    from paddock.config_file import ConfigFileError, check_file_for
+
+    path = path.resolve()
+    if path.suffix != ".toml":
+        raise CliError(f"--config {path}: `paddock up` takes a .toml file (keeper would read "
+                       "any other file as a zoo.cfg)")  # fmt: skip
+    group = typer.main.get_command(app)
+    commands = getattr(group, "commands", {})
+    for name in ("keeper", "master", "agent", "marathon"):
+        try:
+            check_file_for(path, commands[name])
+        except ConfigFileError as exc:  # as the daemon itself would: one line, status 2
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+    return path
 
 
 def _deploy_example(console: Console, endpoints: dict[str, Any], timeout: float) -> None:
