@@ -30,6 +30,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from paddock.agent.docker_checks import ContainerCommandCheck
 from paddock.agent.docker_oom import OomWatch
 from paddock.agent.docker_spec import (
     LABEL_PREFIX,
@@ -456,7 +457,12 @@ def health_check_for(task: Task, spec: ContainerSpec | None) -> HealthCheck | No
 
 
 async def _watch_health(
-    agent: Agent, task: Task, health: HealthCheck, env: dict[str, str], unhealthy: list[str]
+    agent: Agent,
+    task: Task,
+    health: HealthCheck,
+    env: dict[str, str],
+    unhealthy: list[str],
+    handle: DockerContainer | None = None,
 ) -> None:
     def changed(ok: bool, detail: str) -> None:
         if not task.kill_requested:
@@ -473,7 +479,11 @@ async def _watch_health(
         unhealthy.append(detail)
         agent.kill_task(task)
 
-    await HealthChecker(health, env, task.sandbox, changed, failed).run()
+    # COMMAND checks run inside the container, as Mesos's docker executor runs them.
+    in_container = None
+    if handle is not None and health.kind == "COMMAND":
+        in_container = ContainerCommandCheck(handle.client, handle.container_id)
+    await HealthChecker(health, env, task.sandbox, changed, failed, in_container).run()
 
 
 async def _run(agent: Agent, task: Task) -> None:
@@ -563,7 +573,9 @@ async def follow_container(
             )
         if health is not None:
             check_env = {**env, **_host_env()}
-            checker = asyncio.create_task(_watch_health(agent, task, health, check_env, unhealthy))
+            checker = asyncio.create_task(
+                _watch_health(agent, task, health, check_env, unhealthy, handle)
+            )
     try:
         code = await handle.wait()
     finally:
@@ -605,7 +617,7 @@ async def follow_container(
 
 
 def _host_env() -> dict[str, str]:
-    """PATH and friends for COMMAND health checks, which run on the host."""
+    """PATH and friends for checks run on the host (COMMAND checks run in the container)."""
     import os
 
     return {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME", "TMPDIR")}

@@ -8,7 +8,9 @@ Failures during ``grace_period_seconds`` (10, counted from the launch) do not co
 until a first success; after ``consecutive_failures`` (3) counted failures the task is
 killed.  HTTP checks GET ``scheme://127.0.0.1:port/path`` and accept 2xx/3xx; TCP checks
 connect; COMMAND checks run ``/bin/sh -c`` (or argv) in the sandbox with the task's
-environment and accept exit status 0.
+environment and accept exit status 0; a ``run_command`` given to :class:`HealthChecker`
+runs COMMAND checks elsewhere instead (DOCKER tasks: inside the container,
+:mod:`paddock.agent.docker_checks`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["HealthCheck", "HealthChecker", "parse_health_check"]
+__all__ = ["CommandRunner", "HealthCheck", "HealthChecker", "parse_health_check"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,14 @@ def parse_health_check(obj: Any) -> HealthCheck | None:
     raise ValueError(f"unsupported health check type {kind!r} (COMMAND, HTTP or TCP)")
 
 
-async def check_once(hc: HealthCheck, env: dict[str, str], cwd: Path) -> tuple[bool, str]:
+#: Runs a COMMAND check somewhere other than the host: (healthy, what happened); it
+#: must stop the command when cancelled (the timeout).
+CommandRunner = Callable[[HealthCheck], Awaitable[tuple[bool, str]]]
+
+
+async def check_once(
+    hc: HealthCheck, env: dict[str, str], cwd: Path, run_command: CommandRunner | None = None
+) -> tuple[bool, str]:
     """Run the check once: (healthy, what happened)."""
     try:
         async with asyncio.timeout(hc.timeout):
@@ -111,6 +120,8 @@ async def check_once(hc: HealthCheck, env: dict[str, str], cwd: Path) -> tuple[b
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
                 return True, f"connected to port {hc.port}"
+            if run_command is not None:
+                return await run_command(hc)
             return await _run_command(hc, env, cwd)
     except TimeoutError:
         return False, f"health check timed out after {hc.timeout:g} s"
@@ -151,12 +162,14 @@ class HealthChecker:
         cwd: Path,
         on_change: Callable[[bool, str], None],
         on_unhealthy: Callable[[str], Awaitable[None] | None],
+        run_command: CommandRunner | None = None,
     ) -> None:
         self.hc = hc
         self.env = env
         self.cwd = cwd
         self.on_change = on_change
         self.on_unhealthy = on_unhealthy
+        self.run_command = run_command
         self.healthy: bool | None = None
         self.failures = 0
 
@@ -166,7 +179,7 @@ class HealthChecker:
         in_grace = True
         await asyncio.sleep(self.hc.delay)
         while True:
-            ok, detail = await check_once(self.hc, self.env, self.cwd)
+            ok, detail = await check_once(self.hc, self.env, self.cwd, self.run_command)
             if ok:
                 in_grace = False  # the grace period ends with the first success
                 self.failures = 0

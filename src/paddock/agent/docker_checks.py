@@ -1,0 +1,127 @@
+"""COMMAND health checks of DOCKER tasks, run inside the task's container.
+
+Mesos's docker executor runs a command check in the container's namespaces, so a
+Marathon app can check with ``curl localhost:8080`` or a program that only its image
+has.  Here the check is a Docker Engine API exec in the running container (the
+container's user, environment and root file system; the working directory is the
+sandbox mount ``/mnt/mesos/sandbox``, where process tasks' checks run too), with the
+same rules as a check on the host: exit status 0 is healthy, anything else (a missing
+program is 126/127) unhealthy, and ``timeout_seconds`` bounds it.  A check that runs
+too long is killed: the exec's process (a host pid the engine reports) and what it
+started are SIGKILLed from the host, as the host runner kills its process group.
+
+HTTP and TCP checks stay on the host (:mod:`paddock.agent.healthcheck`): they target
+the task's host port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from paddock.agent.docker_spec import CONTAINER_SANDBOX
+from paddock.agent.healthcheck import HealthCheck
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ContainerCommandCheck"]
+
+#: How much of a failed check's output its health detail quotes.
+OUTPUT_TAIL = 200
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid``'s children, grandchildren... from ``/proc`` (best effort)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and its descendants (children first found, then all killed)."""
+    if pid <= 0:
+        return
+    for p in [pid, *_descendants(pid)]:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(p, signal.SIGKILL)
+
+
+class ContainerCommandCheck:
+    """Runs a COMMAND check in one container (a ``run_command`` for
+    :class:`~paddock.agent.healthcheck.HealthChecker`)."""
+
+    def __init__(self, client: Any, container_id: str) -> None:
+        self.client = client
+        self.container_id = container_id
+
+    async def __call__(self, hc: HealthCheck) -> tuple[bool, str]:
+        from paddock.agent.docker_containerizer import blocking
+
+        try:
+            created = await blocking(
+                self.client.exec_create,
+                self.container_id,
+                list(hc.command),
+                stdout=True,
+                stderr=True,
+                workdir=CONTAINER_SANDBOX,
+            )
+        except Exception as exc:
+            return False, f"health check could not run in the container: {_text(exc)}"
+        exec_id = str(created["Id"])
+        try:
+            output = await blocking(self.client.exec_start, exec_id)
+        except asyncio.CancelledError:  # the timeout (or the task ended): kill the check
+            threading.Thread(
+                target=self._kill, args=(exec_id,), name="docker-check-kill", daemon=True
+            ).start()
+            raise
+        except Exception as exc:
+            return False, f"health check could not run in the container: {_text(exc)}"
+        try:
+            info = await blocking(self.client.exec_inspect, exec_id)
+        except Exception as exc:
+            return False, f"health check status unknown: {_text(exc)}"
+        code = info.get("ExitCode")
+        if not isinstance(code, int):
+            return False, "health check status unknown: the engine reported no exit code"
+        detail = f"command exited with status {code} in the container"
+        if code != 0:
+            text = output.decode(errors="replace").strip() if isinstance(output, bytes) else ""
+            if text:
+                detail += f": {text[-OUTPUT_TAIL:]}"
+        return code == 0, detail
+
+    def _kill(self, exec_id: str) -> None:
+        try:
+            info = self.client.exec_inspect(exec_id)
+        except Exception as exc:
+            log.debug("container %s: cannot find the timed-out check: %s", self.container_id, exc)
+            return
+        pid = info.get("Pid")
+        if info.get("Running") and isinstance(pid, int):
+            kill_tree(pid)
+
+
+def _text(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc).strip() or type(exc).__name__
