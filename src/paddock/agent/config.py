@@ -204,6 +204,12 @@ class AgentConfig:
     containerizers: tuple[str, ...] = ("mesos",)
     #: ``--docker-socket``: the Docker Engine API the docker containerizer talks to.
     docker_socket: str = DEFAULT_DOCKER_SOCKET
+    #: ``--[no-]switch-user`` (Mesos's ``--switch_user``): run a task as its
+    #: ``command.user``; off: every task runs as the agent's user.
+    switch_user: bool = True
+    #: ``--docker-config`` (Mesos's ``--docker_config``): registry credentials for image
+    #: pulls, {registry: auth_config} (:mod:`paddock.agent.docker_auth`).
+    docker_auths: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def from_flags(
@@ -270,6 +276,7 @@ class AgentConfig:
             "recover": self.recover,
             "containerizers": ",".join(self.containerizers),
             "docker_socket": self.docker_socket,
+            "switch_user": "true" if self.switch_user else "false",
             "gc_delay": f"{self.gc_delay}secs",
             "cgroups_root": self.cgroups_root,
             "registration_backoff_factor": f"{self.registration_backoff}secs",

@@ -56,6 +56,16 @@ def agent(
         "--docker-socket",
         help="Docker Engine API (Docker, or podman system service), unix:///path or tcp://h:p.",
     ),
+    switch_user: bool = typer.Option(
+        True,
+        "--switch-user/--no-switch-user",
+        help="Run tasks as their command.user (needs root); off: as the agent's user.",
+    ),
+    docker_config: str = typer.Option(
+        "",
+        "--docker-config",
+        help="Docker config.json (path or JSON) whose auths are used for image pulls.",
+    ),
     cgroups_root: str = typer.Option("paddock", "--cgroups-root", help="Name of the cgroup tree."),
     no_cgroups: bool = typer.Option(False, "--no-cgroups", help="Do not use cgroups."),
     log_format: str = typer.Option("text", "--log-format", help="text or json."),
@@ -69,6 +79,7 @@ def agent(
         parse_containerizers,
         parse_docker_socket,
     )
+    from paddock.agent.docker_auth import DockerConfigError, load_docker_config
 
     try:
         if log_format not in ("text", "json"):
@@ -85,6 +96,10 @@ def agent(
             raise ConfigError("--gc-delay must not be negative")
         if kill_grace < 0:
             raise ConfigError("--default-kill-grace must not be negative")
+        try:
+            docker_auths = load_docker_config(docker_config) if docker_config else {}
+        except DockerConfigError as exc:
+            raise ConfigError(str(exc)) from None
         config = AgentConfig.from_flags(
             master=master,
             work_dir=work_dir,
@@ -105,6 +120,8 @@ def agent(
             cgroups_enabled=not no_cgroups,
             containerizers=parse_containerizers(containerizers),
             docker_socket=parse_docker_socket(docker_socket),
+            switch_user=switch_user,
+            docker_auths=docker_auths,
         )
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
