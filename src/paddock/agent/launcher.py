@@ -18,13 +18,20 @@ from pathlib import Path
 
 from paddock.agent.daemon import Agent, Task
 from paddock.agent.fetcher import FetchError, fetch_uris
-from paddock.agent.healthcheck import HealthCheck, HealthChecker, parse_health_check
+from paddock.agent.healthcheck import parse_health_check
 from paddock.agent.supervised import SupervisedTask
+from paddock.agent.task_outcome import (
+    EXECUTOR_TERMINATED,
+    SOURCE_AGENT,
+    TaskEnd,
+    command_end,
+    health_kill_end,
+)
+from paddock.agent.task_runners import end_on_error, watch_health
 from paddock.agent.tasks import (
     AdoptedProcess,
     LaunchError,
     command_spec,
-    describe_exit,
     task_environment,
     task_scalar,
 )
@@ -65,43 +72,11 @@ def outcome_path(agent: Agent, task: Task) -> Path:
     return agent.store.task_dir(task.framework_id, task.task_id) / f"outcome-{task.run_id}.json"
 
 
-async def _watch_health(
-    agent: Agent, task: Task, health: HealthCheck, env: dict[str, str], unhealthy: list[str]
-) -> None:
-    """Report health changes as TASK_RUNNING updates; kill the task when it fails."""
-
-    def changed(ok: bool, detail: str) -> None:
-        if not task.kill_requested:
-            agent.report_status(
-                task,
-                "TASK_RUNNING",
-                reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
-                message=detail,
-                healthy=ok,
-            )
-
-    def failed(detail: str) -> None:
-        log.warning("task %s is unhealthy: %s; killing it", task.task_id, detail)
-        unhealthy.append(detail)
-        agent.kill_task(task)
-
-    await HealthChecker(health, env, task.sandbox, changed, failed).run()
-
-
 async def run_task_process(agent: Agent, task: Task) -> None:
     """The task's whole life on this agent; never raises (a bug ends the task FAILED)."""
-    try:
-        await _run(agent, task)
-    except Exception as exc:  # a bug here must not leave the task without an end
-        log.exception("task %s: runner failed", task.task_id)
-        if not task.terminal:
-            agent.report_status(
-                task,
-                "TASK_FAILED",
-                source="SOURCE_AGENT",
-                reason="REASON_EXECUTOR_TERMINATED",
-                message=f"agent error while running the task: {exc}",
-            )
+    await end_on_error(
+        agent, task, _run(agent, task), doing="running the task", failed="runner", logger=log
+    )
 
 
 async def _run(agent: Agent, task: Task) -> None:
@@ -171,7 +146,7 @@ async def _run(agent: Agent, task: Task) -> None:
     else:
         agent.report_status(task, "TASK_RUNNING")
         if health is not None:
-            checker = asyncio.create_task(_watch_health(agent, task, health, env, unhealthy))
+            checker = asyncio.create_task(watch_health(agent, task, health, env, unhealthy))
     try:
         await proc.wait()
     finally:
@@ -180,13 +155,7 @@ async def _run(agent: Agent, task: Task) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await checker
     if unhealthy:
-        agent.report_status(
-            task,
-            "TASK_KILLED",
-            reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
-            message=f"Task killed after {unhealthy[0]}",
-            healthy=False,
-        )
+        health_kill_end(unhealthy[0]).report(agent, task)
         return
     report_outcome(agent, task, proc)
 
@@ -196,82 +165,67 @@ def report_outcome(agent: Agent, task: Task, proc: SupervisedTask) -> None:
     if task.terminal:
         return
     outcome = proc.outcome
-    rc = proc.returncode
-    if proc.oom_killed:
-        memory = outcome.memory if outcome is not None else None
-        ended = describe_exit(rc if rc is not None else -9, killed=False, oom=True, memory=memory)
-        agent.report_status(
-            task, ended.state, source="SOURCE_AGENT", reason=ended.reason, message=ended.message
-        )
-    elif rc is None:
-        problem = outcome.problem if outcome is not None else None
-        if proc.kill_requested:
-            agent.report_status(task, "TASK_KILLED", message="Command terminated by a kill")
-            return
-        agent.report_status(
-            task,
+    problem = outcome.problem if outcome is not None else None
+    command_end(
+        proc.returncode,
+        killed=proc.kill_requested,
+        oom=proc.oom_killed,
+        memory=outcome.memory if outcome is not None else None,
+        unknown=TaskEnd(
             "TASK_FAILED",
-            source="SOURCE_AGENT",
-            reason="REASON_EXECUTOR_TERMINATED",
-            message=f"The task's outcome is unknown: {problem or 'no outcome'}",
-        )
-    else:
-        ended = describe_exit(rc, killed=proc.kill_requested)
-        agent.report_status(task, ended.state, reason=ended.reason, message=ended.message)
+            f"The task's outcome is unknown: {problem or 'no outcome'}",
+            EXECUTOR_TERMINATED,
+            SOURCE_AGENT,
+        ),
+    ).report(agent, task)
 
 
 async def watch_supervised(agent: Agent, task: Task, proc: SupervisedTask) -> None:
     """Follow a task an earlier run of the agent launched (its supervisor is still
     there, or has already recorded the outcome) to its end."""
-    try:
+
+    async def follow() -> None:
         await proc.wait()
         report_outcome(agent, task, proc)
-    except Exception as exc:
-        log.exception("task %s: watching the supervised task failed", task.task_id)
-        if not task.terminal:
-            agent.report_status(
-                task,
-                "TASK_FAILED",
-                source="SOURCE_AGENT",
-                reason="REASON_EXECUTOR_TERMINATED",
-                message=f"agent error while watching the task: {exc}",
-            )
+
+    await end_on_error(
+        agent,
+        task,
+        follow(),
+        doing="watching the task",
+        failed="watching the supervised task",
+        logger=log,
+    )
+
+
+#: The end of an adopted process that no kill or OOM explains: not our child, so its
+#: exit status is unknown.
+ADOPTED_EXIT_UNKNOWN = TaskEnd(
+    "TASK_FAILED",
+    "The command exited after the agent restarted and reattached to it; its exit status is unknown",
+    EXECUTOR_TERMINATED,
+)
 
 
 async def watch_adopted(agent: Agent, task: Task, proc: AdoptedProcess) -> None:
     """Follow a task whose process an earlier run of the agent started, to its end."""
-    try:
+
+    async def follow() -> None:
         await proc.wait()
         if task.terminal:
             return
-        if proc.oom_killed:
-            outcome = describe_exit(-9, killed=False, oom=True)
-            agent.report_status(
-                task,
-                outcome.state,
-                source="SOURCE_AGENT",
-                reason=outcome.reason,
-                message=outcome.message,
-            )
-        elif proc.kill_requested:
-            agent.report_status(task, "TASK_KILLED", message="Command terminated by a kill")
-        else:
-            agent.report_status(
-                task,
-                "TASK_FAILED",
-                reason="REASON_EXECUTOR_TERMINATED",
-                message=(
-                    "The command exited after the agent restarted and reattached to it; "
-                    "its exit status is unknown"
-                ),
-            )
-    except Exception as exc:
-        log.exception("task %s: watching the adopted process failed", task.task_id)
-        if not task.terminal:
-            agent.report_status(
-                task,
-                "TASK_FAILED",
-                source="SOURCE_AGENT",
-                reason="REASON_EXECUTOR_TERMINATED",
-                message=f"agent error while watching the task: {exc}",
-            )
+        command_end(
+            None,
+            killed=proc.kill_requested,
+            oom=proc.oom_killed,
+            unknown=ADOPTED_EXIT_UNKNOWN,
+        ).report(agent, task)
+
+    await end_on_error(
+        agent,
+        task,
+        follow(),
+        doing="watching the task",
+        failed="watching the adopted process",
+        logger=log,
+    )
