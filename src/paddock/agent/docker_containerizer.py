@@ -30,6 +30,13 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from paddock.agent.docker_auth import (
+    DockerConfigError,
+    merge_auths,
+    pull_arguments,
+    sandbox_docker_auths,
+    split_image,
+)
 from paddock.agent.docker_checks import ContainerCommandCheck
 from paddock.agent.docker_oom import OomWatch
 from paddock.agent.docker_spec import (
@@ -38,6 +45,7 @@ from paddock.agent.docker_spec import (
     SpecError,
     container_spec,
 )
+from paddock.agent.fetcher import FetchError, fetch_uris
 from paddock.agent.healthcheck import HealthCheck, HealthChecker, parse_health_check
 from paddock.agent.tasks import task_environment
 
@@ -381,9 +389,12 @@ def _fail(agent: Agent, task: Task, message: str, reason: str = LAUNCH_FAILED) -
     agent.report_status(task, "TASK_FAILED", source="SOURCE_AGENT", reason=reason, message=message)
 
 
-async def _ensure_image(client: Any, image: str, force: bool) -> None:
-    """Pull ``image`` unless the engine has it (always with ``force``); raises
-    RuntimeError naming the image and the engine's error."""
+async def _ensure_image(
+    client: Any, image: str, force: bool, auths: dict[str, dict[str, str]] | None = None
+) -> None:
+    """Pull ``image`` unless the engine has it (always with ``force``), with the
+    credentials ``auths`` has for its registry; raises RuntimeError naming the image
+    and the engine's error."""
     if not force:
         try:
             await blocking(client.inspect_image, image)
@@ -391,10 +402,10 @@ async def _ensure_image(client: Any, image: str, force: bool) -> None:
         except Exception as exc:
             if getattr(exc, "status_code", None) != 404 and "No such image" not in str(exc):
                 raise RuntimeError(f"cannot inspect image {image}: {_error_text(exc)}") from None
-    repo, tag = _split_image(image)
+    repo, pull_kwargs = pull_arguments(image, auths)
 
     def pull() -> None:
-        for event in client.pull(repo, tag=tag, stream=True, decode=True):
+        for event in client.pull(repo, **pull_kwargs):
             if isinstance(event, dict) and event.get("error"):
                 raise RuntimeError(str(event["error"]).strip())
 
@@ -404,15 +415,7 @@ async def _ensure_image(client: Any, image: str, force: bool) -> None:
         raise RuntimeError(f"Failed to pull image {image}: {_error_text(exc)}") from None
 
 
-def _split_image(image: str) -> tuple[str, str | None]:
-    """``repo[:tag][@digest]`` -> (repo, tag); a ``:`` in the registry host is not a tag."""
-    if "@" in image:
-        return image, None
-    slash = image.rfind("/")
-    colon = image.rfind(":")
-    if colon > slash:
-        return image[:colon], image[colon + 1 :]
-    return image, "latest"
+_split_image = split_image  # (tests import it from here)
 
 
 async def _create(client: Any, spec: ContainerSpec) -> str:
@@ -486,6 +489,24 @@ async def _watch_health(
     await HealthChecker(health, env, task.sandbox, changed, failed, in_container).run()
 
 
+async def _fetch(agent: Agent, task: Task) -> bool:
+    """Fetch ``command.uris`` into the sandbox (as Mesos does for DOCKER tasks: files
+    at ``/mnt/mesos/sandbox``, a ``.docker/config.json`` for the pull); False when the
+    task ended (fetch failed, or it was killed meanwhile)."""
+    command = task.info.get("command")
+    if not isinstance(command, dict) or not command.get("uris"):
+        return True
+    try:
+        await fetch_uris(command["uris"], task.sandbox)
+    except FetchError as exc:
+        _fail(agent, task, f"Failed to fetch URIs: {exc}")
+        return False
+    if task.kill_requested:
+        agent.report_status(task, "TASK_KILLED", message="Killed while fetching")
+        return False
+    return True
+
+
 async def _run(agent: Agent, task: Task) -> None:
     if task.kill_requested:
         agent.report_status(task, "TASK_KILLED", message="Killed before it was launched")
@@ -515,13 +536,20 @@ async def _run(agent: Agent, task: Task) -> None:
     task.sandbox.mkdir(parents=True, exist_ok=True)
     for name in ("stdout", "stderr"):
         (task.sandbox / name).touch()
+    if not await _fetch(agent, task):
+        return
+    try:  # the agent's --docker-config, and what the task fetched (it wins)
+        auths = merge_auths(agent.config.docker_auths, sandbox_docker_auths(task.sandbox))
+    except DockerConfigError as exc:
+        _fail(agent, task, f"Failed to read the Docker credentials: {exc}")
+        return
     try:
         client = await blocking(docker_client, agent.config.docker_socket)
     except DockerUnavailable as exc:
         _fail(agent, task, str(exc))
         return
     try:
-        await _ensure_image(client, spec.image, spec.force_pull)
+        await _ensure_image(client, spec.image, spec.force_pull, auths)
     except RuntimeError as exc:
         _fail(agent, task, str(exc))
         return
