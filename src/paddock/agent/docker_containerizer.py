@@ -46,7 +46,9 @@ from paddock.agent.docker_spec import (
     container_spec,
 )
 from paddock.agent.fetcher import FetchError, fetch_uris
-from paddock.agent.healthcheck import HealthCheck, HealthChecker, parse_health_check
+from paddock.agent.healthcheck import HealthCheck, parse_health_check
+from paddock.agent.task_outcome import container_end, health_kill_end
+from paddock.agent.task_runners import end_on_error, watch_health
 from paddock.agent.tasks import task_environment
 
 if TYPE_CHECKING:
@@ -368,17 +370,14 @@ async def guard_runner(agent: Agent, task: Task, body: Coroutine[Any, Any, None]
     """Run ``body``; an unexpected error ends the task FAILED; the ended task's container
     is removed."""
     try:
-        await body
-    except Exception as exc:
-        log.exception("task %s: docker runner failed", task.task_id)
-        if not task.terminal:
-            agent.report_status(
-                task,
-                "TASK_FAILED",
-                source="SOURCE_AGENT",
-                reason="REASON_EXECUTOR_TERMINATED",
-                message=f"agent error while running the container: {exc}",
-            )
+        await end_on_error(
+            agent,
+            task,
+            body,
+            doing="running the container",
+            failed="docker runner",
+            logger=log,
+        )
     finally:
         handle = container_of(task)
         if handle is not None and task.terminal:
@@ -457,36 +456,6 @@ def health_check_for(task: Task, spec: ContainerSpec | None) -> HealthCheck | No
     ):
         health = dataclasses.replace(health, port=spec.host_port_for[health.port])
     return health
-
-
-async def _watch_health(
-    agent: Agent,
-    task: Task,
-    health: HealthCheck,
-    env: dict[str, str],
-    unhealthy: list[str],
-    handle: DockerContainer | None = None,
-) -> None:
-    def changed(ok: bool, detail: str) -> None:
-        if not task.kill_requested:
-            agent.report_status(
-                task,
-                "TASK_RUNNING",
-                reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
-                message=detail,
-                healthy=ok,
-            )
-
-    def failed(detail: str) -> None:
-        log.warning("task %s is unhealthy: %s; killing it", task.task_id, detail)
-        unhealthy.append(detail)
-        agent.kill_task(task)
-
-    # COMMAND checks run inside the container, as Mesos's docker executor runs them.
-    in_container = None
-    if handle is not None and health.kind == "COMMAND":
-        in_container = ContainerCommandCheck(handle.client, handle.container_id)
-    await HealthChecker(health, env, task.sandbox, changed, failed, in_container).run()
 
 
 async def _fetch(agent: Agent, task: Task) -> bool:
@@ -601,8 +570,12 @@ async def follow_container(
             )
         if health is not None:
             check_env = {**env, **_host_env()}
+            # COMMAND checks run inside the container, as Mesos's docker executor runs them.
+            in_container = None
+            if health.kind == "COMMAND":
+                in_container = ContainerCommandCheck(handle.client, handle.container_id)
             checker = asyncio.create_task(
-                _watch_health(agent, task, health, check_env, unhealthy, handle)
+                watch_health(agent, task, health, check_env, unhealthy, in_container)
             )
     try:
         code = await handle.wait()
@@ -613,35 +586,15 @@ async def follow_container(
                 await checker
     await handle.logs_done()
     if unhealthy:
-        agent.report_status(
-            task,
-            "TASK_KILLED",
-            reason="REASON_TASK_HEALTH_CHECK_STATUS_UPDATED",
-            message=f"Task killed after {unhealthy[0]}",
-            healthy=False,
-        )
-    elif handle.vanished:
-        _fail(
-            agent,
-            task,
-            f"Container {handle.name} disappeared: removed outside the agent",
-            "REASON_EXECUTOR_TERMINATED",
-        )
-    elif handle.oom_killed:
-        _fail(
-            agent,
-            task,
-            "Memory limit exceeded: the container was killed by the OOM killer",
-            "REASON_CONTAINER_LIMITATION_MEMORY",
-        )
-    elif handle.kill_requested:
-        agent.report_status(
-            task, "TASK_KILLED", message=f"Container stopped by a kill (status {code})"
-        )
-    elif code == 0:
-        agent.report_status(task, "TASK_FINISHED", message="Container exited with status 0")
+        health_kill_end(unhealthy[0]).report(agent, task)
     else:
-        agent.report_status(task, "TASK_FAILED", message=f"Container exited with status {code}")
+        container_end(
+            code,
+            name=handle.name,
+            killed=handle.kill_requested,
+            oom=handle.oom_killed,
+            vanished=handle.vanished,
+        ).report(agent, task)
 
 
 def _host_env() -> dict[str, str]:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from paddock.agent.healthcheck import HealthCheck, HealthChecker
+from paddock.agent.healthcheck import CommandRunner, HealthCheck, HealthChecker
 from paddock.agent.task_outcome import HEALTH_CHECK, agent_error_end
 
 if TYPE_CHECKING:
@@ -41,11 +41,17 @@ async def end_on_error(
 
 
 async def watch_health(
-    agent: Agent, task: Task, health: HealthCheck, env: dict[str, str], unhealthy: list[str]
+    agent: Agent,
+    task: Task,
+    health: HealthCheck,
+    env: dict[str, str],
+    unhealthy: list[str],
+    run_command: CommandRunner | None = None,
 ) -> None:
     """Report health changes as TASK_RUNNING updates; kill the task when the check
     fails, appending why to ``unhealthy`` (the runner then ends it with
-    :func:`~paddock.agent.task_outcome.health_kill_end`)."""
+    :func:`~paddock.agent.task_outcome.health_kill_end`).  ``run_command`` runs a
+    COMMAND check elsewhere than on the host (inside a DOCKER task's container)."""
 
     def changed(ok: bool, detail: str) -> None:
         if not task.kill_requested:
@@ -58,4 +64,4 @@ async def watch_health(
         unhealthy.append(detail)
         agent.kill_task(task)
 
-    await HealthChecker(health, env, task.sandbox, changed, failed).run()
+    await HealthChecker(health, env, task.sandbox, changed, failed, run_command).run()
