@@ -253,37 +253,67 @@ class PeerTransport:
         return {pid: out.stats for pid, out in self._out.items()}
 
     async def _run_outbound(self, out: _Outbound) -> None:
+        """The link to one peer, for the transport's whole life.
+
+        It must never end while the transport is open: with the link gone the
+        peer stays "not connected" and every APPEND and HEARTBEAT to it is
+        dropped, so a follower would never hear its leader again (the chaos
+        run's keeper 4, docs/reliability.md). So anything a connection attempt
+        raises, not only the ``OSError`` family, is logged and retried."""
         delay = self.backoff_min
         while not self._closed:
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(*out.addr), self.connect_timeout
+                delay = await self._connect_and_pump(out, delay)
+            except Exception:
+                # E.g. uvloop's RuntimeError ("the handler is closed") from a
+                # write racing a reset. Log it: a silent restart hides bugs.
+                log.exception(
+                    "node %d: link to peer %d failed; reconnecting", self.node_id, out.peer
                 )
-            except (OSError, TimeoutError) as exc:
-                out.stats.connect_failures += 1
-                log.debug(
-                    "node %d: connect to %d at %s failed: %s", self.node_id, out.peer, out.addr, exc
-                )
-                await asyncio.sleep(delay * (0.5 + self._rng.random()))
-                delay = min(delay * 2, self.backoff_max)
-                continue
-            out.stats.connects += 1
-            out.stats.connected = True
-            log.debug("node %d: connected to peer %d", self.node_id, out.peer)
-            try:
-                await self._pump(out, reader, writer)
-                delay = self.backoff_min
-            except (OSError, ConnectionError) as exc:
-                log.info("node %d: link to peer %d lost: %s", self.node_id, out.peer, exc)
-            finally:
                 out.stats.connected = False
-                self._drop_sheddable(out)
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await writer.wait_closed()
             if not self._closed:
                 await asyncio.sleep(delay * (0.5 + self._rng.random()))
                 delay = min(delay * 2, self.backoff_max)
+
+    async def _connect_and_pump(self, out: _Outbound, delay: float) -> float:
+        """One connection: connect, send until it dies, close it. Returns the
+        backoff delay to use before the next attempt."""
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(*out.addr), self.connect_timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            out.stats.connect_failures += 1
+            log.debug(
+                "node %d: connect to %d at %s failed: %s", self.node_id, out.peer, out.addr, exc
+            )
+            return delay
+        out.stats.connects += 1
+        out.stats.connected = True
+        log.debug("node %d: connected to peer %d", self.node_id, out.peer)
+        try:
+            await self._pump(out, reader, writer)
+            delay = self.backoff_min
+        except (OSError, ConnectionError) as exc:
+            log.info("node %d: link to peer %d lost: %s", self.node_id, out.peer, exc)
+        finally:
+            out.stats.connected = False
+            self._drop_sheddable(out)
+            await self._close_writer(writer)
+        return delay
+
+    async def _close_writer(self, writer: asyncio.StreamWriter) -> None:
+        """Close a dead link's socket without waiting on it for ever: a
+        transport still holding unsent bytes for a peer that stopped reading
+        would otherwise keep ``wait_closed`` (and the link) hanging."""
+        try:
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), self.connect_timeout)
+        except asyncio.CancelledError:
+            writer.transport.abort()
+            raise
+        except Exception:
+            writer.transport.abort()
 
     async def _pump(
         self, out: _Outbound, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -304,7 +334,9 @@ class PeerTransport:
                         wake.cancel()
                         raise ConnectionError("peer closed the connection")
                     continue
-                if eof.done():
+                if eof.done() or writer.is_closing():
+                    # is_closing: the runtime closed the socket (a reset) and the
+                    # read side has not noticed yet; writing now would raise.
                     raise ConnectionError("peer closed the connection")
                 frames = [f for _t, f in out.queue]
                 out.queue.clear()
