@@ -13,6 +13,8 @@ Pure translation (no I/O), so every rule is testable without an engine:
   the task's ports in order), ``NONE``, or ``USER`` with the named network;
 * volumes: ``host_path`` (relative ones are inside the sandbox) mounted at
   ``container_path``, ``RW`` or ``RO``; a volume without ``host_path`` is anonymous;
+* ``command.user`` (Marathon's app ``user``) is the container's ``User``, a name the
+  image's ``/etc/passwd`` resolves (or ``uid[:gid]``); a ``user`` parameter wins;
 * ``mem`` (MB) and ``cpus`` become the container's memory limit and CPU quota;
 * ``parameters`` (``docker run`` flags): the simple ones are supported (see
   :data:`SUPPORTED_PARAMETERS`); any other is refused with a clear message rather than
@@ -340,6 +342,12 @@ def container_spec(
         force_pull=bool(docker.get("force_pull_image")),
         privileged=bool(docker.get("privileged")),
     )
+    command_info = info.get("command")
+    if isinstance(command_info, dict) and command_info.get("user") is not None:
+        user = command_info["user"]
+        if not isinstance(user, str):
+            raise SpecError("command.user must be a string")
+        spec.user = user.strip() or None
     _network(docker, info, spec)
     _volumes(info, sandbox, spec)
     _parameters(docker, spec)

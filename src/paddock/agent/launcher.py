@@ -28,6 +28,7 @@ from paddock.agent.task_outcome import (
     health_kill_end,
 )
 from paddock.agent.task_runners import end_on_error, watch_health
+from paddock.agent.task_user import TaskUserError, resolve_task_user
 from paddock.agent.tasks import (
     AdoptedProcess,
     LaunchError,
@@ -84,6 +85,17 @@ async def _run(agent: Agent, task: Task) -> None:
         agent.report_status(task, "TASK_KILLED", message="Killed before it was launched")
         return
     agent.report_status(task, "TASK_STARTING")
+    try:  # command.user (Mesos: --switch_user), checked before anything runs
+        user = resolve_task_user(task.info, switch_user=agent.config.switch_user)
+    except TaskUserError as exc:
+        agent.report_status(
+            task,
+            "TASK_FAILED",
+            source="SOURCE_AGENT",
+            reason="REASON_CONTAINER_LAUNCH_FAILED",
+            message=str(exc),
+        )
+        return
     command = task.info.get("command")
     if isinstance(command, dict) and command.get("uris"):
         try:
@@ -125,6 +137,7 @@ async def _run(agent: Agent, task: Task) -> None:
         proc = SupervisedTask(
             spec, task.sandbox, env, outcome_path(agent, task), cgroup, zygote_for(agent)
         )
+        proc.user = user
         task.process = proc
         await proc.start()
     except LaunchError as exc:

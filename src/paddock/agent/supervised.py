@@ -21,6 +21,7 @@ from typing import Any
 
 from paddock.agent.cgroups import TaskCgroup
 from paddock.agent.supervisor import SupervisorOutcome, proc_start_ticks, read_outcome
+from paddock.agent.task_user import TaskUser, chown_sandbox
 from paddock.agent.tasks import CommandSpec, LaunchError
 from paddock.agent.zygote import Zygote, ZygoteError
 
@@ -48,6 +49,8 @@ class SupervisedTask:
     returncode: int | None = None
     oom_killed: bool = False
     outcome: SupervisorOutcome | None = None
+    #: Run the command as this user (``command.user``); None: as the agent's user.
+    user: TaskUser | None = None
     _exited: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
@@ -104,6 +107,14 @@ class SupervisedTask:
             "memory_cgroup": str(memory) if memory is not None else None,
             "outcome": str(self.outcome_path),
         }
+        if self.user is not None:
+            try:
+                await asyncio.to_thread(chown_sandbox, self.sandbox, self.user)
+            except OSError as exc:
+                raise LaunchError(
+                    f"Failed to give the sandbox to user {self.user.name!r}: {exc.strerror}"
+                ) from None
+            request["user"] = self.user.request()
         try:
             answer = await self.zygote.spawn(request)
         except ZygoteError as exc:

@@ -231,6 +231,10 @@ def _resolve(prog: str, env: dict[str, str]) -> str:
     raise FileNotFoundError(2, "No such file or directory", prog)
 
 
+#: Signals the agent's processes ignore or handle, set back to default for the task.
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGCHLD)
+
+
 def _spawn_task(req: dict[str, Any]) -> int:
     """Start the task's command; its pid.  ``posix_spawn`` (a vfork, no copy of this
     interpreter) in its own session, with the sandbox as cwd, the output files, default
@@ -250,6 +254,9 @@ def _spawn_task(req: dict[str, Any]) -> int:
             f.write(me)
     flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
     try:
+        user = req.get("user")
+        if isinstance(user, dict):
+            return _spawn_as_user(path, argv, env, req, user)
         return os.posix_spawn(
             path,
             argv,
@@ -260,12 +267,60 @@ def _spawn_task(req: dict[str, Any]) -> int:
                 (os.POSIX_SPAWN_OPEN, 2, req["stderr"], flags, 0o644),
             ],
             setsid=True,
-            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGCHLD),
+            setsigdef=_DEFAULT_SIGNALS,
         )
     finally:
         for procs in back:
             with contextlib.suppress(OSError), open(procs, "w") as f:
                 f.write(me)
+
+
+def _spawn_as_user(
+    path: str, argv: list[str], env: dict[str, str], req: dict[str, Any], user: dict[str, Any]
+) -> int:
+    """Like the ``posix_spawn`` above, but the child drops to ``user`` (supplementary
+    groups, gid, then uid) before it execs: ``posix_spawn`` cannot change user, so this
+    forks (only tasks that name a user pay for it).  An exec or setuid failure comes back
+    through a close-on-exec pipe as an OSError, as ``posix_spawn`` reports it."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # the child: only async-signal-safe steps, then exec or _exit
+        errno = 0
+        try:
+            os.close(r)
+            os.setsid()
+            for sig in _DEFAULT_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            for target, name, mode in (
+                (0, os.devnull, os.O_RDONLY),
+                (1, req["stdout"], flags),
+                (2, req["stderr"], flags),
+            ):
+                fd = os.open(name, mode, 0o644)
+                if fd != target:
+                    os.dup2(fd, target)
+                    os.close(fd)
+            os.setgroups([int(g) for g in user.get("groups") or [user["gid"]]])
+            os.setgid(int(user["gid"]))
+            os.setuid(int(user["uid"]))
+            os.execve(path, argv, env)
+        except OSError as exc:
+            errno = exc.errno or 1
+        finally:
+            with contextlib.suppress(OSError):
+                os.write(w, str(errno or 1).encode())
+            os._exit(127)
+    os.close(w)
+    try:
+        data = os.read(r, 32)
+    finally:
+        os.close(r)
+    if data:
+        os.waitpid(pid, 0)
+        code = int(data)
+        raise OSError(code, os.strerror(code))
+    return pid
 
 
 def _kill_cgroup(procs_files: list[str]) -> None:
