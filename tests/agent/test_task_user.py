@@ -12,7 +12,7 @@ from paddock.agent import task_user
 from paddock.agent.task_user import TaskUserError, resolve_task_user
 
 from . import test_docker
-from .test_agent_integration import run_task, running_agent
+from .test_agent_integration import FW, run_task, running_agent
 from .test_docker import docker_task, sandbox_file
 from .test_docker_spec import info, spec_of
 
@@ -132,3 +132,32 @@ async def test_docker_task_runs_as_its_user(agent, fake_master):
     await fake_master.wait_update("docker-nobody", "TASK_FINISHED", timeout=60)
     stdout = sandbox_file(agent.work, "docker-nobody", "stdout").read_text()
     assert stdout.split() == ["nobody", "65534"]
+
+
+@needs_root
+async def test_command_health_checks_run_as_the_task_user(tmp_path, fake_master):
+    fake_master.auto_ack = True
+    check = {
+        "type": "COMMAND",
+        "command": {"value": 'test "$(id -un)" = nobody'},
+        "delay_seconds": 0,
+        "interval_seconds": 0.2,
+        "grace_period_seconds": 0,
+        "consecutive_failures": 1,
+    }
+    async with running_agent(tmp_path, fake_master) as server:
+        await fake_master.wait_for(lambda m: server.agent.registered, timeout=30)
+        checked = run_task("checked", "exec sleep 30", health_check=check)
+        checked["run_task"]["task"]["command"]["user"] = "nobody"
+        fake_master.send(checked)
+        healthy = await fake_master.wait_for(
+            lambda m: [s for s in m.updates("checked") if "healthy" in s], timeout=30
+        )
+        assert healthy[0]["healthy"] is True, healthy
+        fake_master.send(
+            {
+                "type": "KILL_TASK",
+                "kill_task": {"framework_id": {"value": FW}, "task_id": {"value": "checked"}},
+            }
+        )
+        await fake_master.wait_update("checked", "TASK_KILLED", timeout=30)

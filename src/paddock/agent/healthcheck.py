@@ -27,7 +27,13 @@ from typing import Any
 
 import httpx
 
-__all__ = ["CommandRunner", "HealthCheck", "HealthChecker", "parse_health_check"]
+__all__ = [
+    "CommandRunner",
+    "HealthCheck",
+    "HealthChecker",
+    "parse_health_check",
+    "run_host_command",
+]
 
 
 @dataclass(frozen=True)
@@ -122,14 +128,19 @@ async def check_once(
                 return True, f"connected to port {hc.port}"
             if run_command is not None:
                 return await run_command(hc)
-            return await _run_command(hc, env, cwd)
+            return await run_host_command(hc, env, cwd)
     except TimeoutError:
         return False, f"health check timed out after {hc.timeout:g} s"
     except (OSError, httpx.HTTPError) as exc:
         return False, f"health check failed: {exc}"
 
 
-async def _run_command(hc: HealthCheck, env: dict[str, str], cwd: Path) -> tuple[bool, str]:
+async def run_host_command(
+    hc: HealthCheck, env: dict[str, str], cwd: Path, **spawn: Any
+) -> tuple[bool, str]:
+    """A COMMAND check on the host in its own process group; ``spawn`` adds
+    ``create_subprocess_exec`` arguments (``user``/``group``/``extra_groups``: the
+    task's user, :mod:`paddock.agent.task_user`)."""
     proc = await asyncio.create_subprocess_exec(
         *hc.command,
         cwd=str(cwd),
@@ -138,6 +149,7 @@ async def _run_command(hc: HealthCheck, env: dict[str, str], cwd: Path) -> tuple
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        **spawn,
     )
     try:
         rc = await proc.wait()

@@ -28,7 +28,7 @@ from paddock.agent.task_outcome import (
     health_kill_end,
 )
 from paddock.agent.task_runners import end_on_error, watch_health
-from paddock.agent.task_user import TaskUserError, resolve_task_user
+from paddock.agent.task_user import TaskUserError, check_runner, resolve_task_user
 from paddock.agent.tasks import (
     AdoptedProcess,
     LaunchError,
@@ -159,7 +159,10 @@ async def _run(agent: Agent, task: Task) -> None:
     else:
         agent.report_status(task, "TASK_RUNNING")
         if health is not None:
-            checker = asyncio.create_task(watch_health(agent, task, health, env, unhealthy))
+            as_user = check_runner(user, env, task.sandbox)
+            checker = asyncio.create_task(
+                watch_health(agent, task, health, env, unhealthy, as_user)
+            )
     try:
         await proc.wait()
     finally:

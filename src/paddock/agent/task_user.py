@@ -13,7 +13,8 @@ task runs as the agent's own user.  Here:
   do (run the agent as root, or ``--no-switch-user``);
 * otherwise the task's supervisor drops to the user's uid, gid and supplementary
   groups before it execs the command, and the sandbox is handed to that user
-  (:func:`chown_sandbox`), as Mesos chowns the sandbox to the task's user.
+  (:func:`chown_sandbox`), as Mesos chowns the sandbox to the task's user; its COMMAND
+  health checks run as that user too (:func:`check_runner`).
 
 ``FrameworkInfo.user`` (Mesos's fallback when a command names no user) is not applied:
 frameworks here (Marathon included) send their own process's user there, and a task
@@ -29,7 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TaskUser", "TaskUserError", "chown_sandbox", "command_user", "resolve_task_user"]
+from paddock.agent.healthcheck import CommandRunner, HealthCheck, run_host_command
+
+__all__ = [
+    "TaskUser",
+    "TaskUserError",
+    "check_runner",
+    "chown_sandbox",
+    "command_user",
+    "resolve_task_user",
+]
 
 
 class TaskUserError(RuntimeError):
@@ -93,6 +103,19 @@ def resolve_task_user(info: Mapping[str, Any], *, switch_user: bool) -> TaskUser
     except OSError:
         groups = (entry.pw_gid,)
     return TaskUser(name=name, uid=entry.pw_uid, gid=entry.pw_gid, groups=groups)
+
+
+def check_runner(user: TaskUser | None, env: dict[str, str], cwd: Path) -> CommandRunner | None:
+    """COMMAND health checks of a task run as its user (as Mesos's executor, which runs
+    as the task's user, runs them); None: the default (the agent's user)."""
+    if user is None:
+        return None
+    spawn = {"user": user.uid, "group": user.gid, "extra_groups": list(user.groups)}
+
+    async def run(hc: HealthCheck) -> tuple[bool, str]:
+        return await run_host_command(hc, env, cwd, **spawn)
+
+    return run
 
 
 def chown_sandbox(sandbox: Path, user: TaskUser) -> None:
