@@ -2,7 +2,8 @@
 the master tells each framework the tasks' current state (reason REASON_AGENT_REREGISTERED),
 as Mesos >= 1.5 does in ``Master::_reregisterSlave``. Without it a framework that forgot
 those tasks (Marathon expunging unreachable instances) only hears of them at its next
-reconciliation, and they keep running meanwhile (docs/reliability.md, Findings 5)."""
+reconciliation, and they keep running meanwhile (docs/reliability.md, Findings 5). Tasks of
+frameworks that are not partition-aware are kept too (Mesos >= 1.5), not killed."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ def _fast_health(zk, path: str) -> list[str]:
 
 def _not_running(ev) -> bool:
     return ev["update"]["status"]["state"] != "TASK_RUNNING"
+
+
+def _reconciliation(ev) -> bool:
+    return ev["update"]["status"].get("reason") == "REASON_RECONCILIATION"
 
 
 def _reregistered(ev) -> bool:
@@ -90,7 +95,15 @@ async def test_partition_aware_framework_hears_task_running_when_agent_returns(z
         await agent.close()
 
 
-async def test_non_partition_aware_framework_hears_task_running_then_it_is_killed(zk, masters):
+async def test_non_partition_aware_task_is_kept_when_its_agent_returns(zk, masters):
+    """Mesos >= 1.5 (apache/mesos 9d0cadc, MESOS-7215): the task of a framework that is not
+    partition-aware was reported TASK_LOST when its agent became unreachable; when the
+    agent re-registers, the master re-adds the task and tells the framework it runs
+    (TASK_RUNNING, REASON_AGENT_REREGISTERED) instead of killing it, as Mesos 1.1-1.4 did
+    (and as this test asserted before): killing it was the misuse of
+    ShutdownFrameworkMessage that MESOS-7215 removed. The task stays the framework's: the
+    master knows it again (reconciliation, /master/state, its resources used) and a KILL
+    from the framework reaches the agent."""
     m = masters.start(*_fast_health(zk, "rereg2"))
     agent = FakeAgent("host-npa", "cpus:1;mem:512")
     sched = Scheduler("not-pa")
@@ -101,6 +114,29 @@ async def test_non_partition_aware_framework_hears_task_running_then_it_is_kille
             await back.register(m.url)
             upd = await sched.next("UPDATE", timeout=10, pred=_reregistered)
             assert upd["update"]["status"]["state"] == "TASK_RUNNING"
+            # Events to the agent are ordered: a framework message sent after the
+            # re-registration arrives after any KILL_TASK the re-registration caused.
+            data = "cGluZw=="
+            code = await sched.call(
+                "MESSAGE",
+                agent_id={"value": agent.agent_id},
+                executor_id={"value": "t1"},
+                data=data,
+            )
+            assert code == 202
+            await back.next("FRAMEWORK_MESSAGE", timeout=5)
+            assert all(e.get("type") != "KILL_TASK" for e in back.events)
+            async with httpx.AsyncClient() as c:
+                state = (await c.get(m.url + "/master/state")).json()
+            (fw,) = state["frameworks"]
+            assert [(t["id"], t["state"]) for t in fw["tasks"]] == [("t1", "TASK_RUNNING")]
+            assert all(t["id"] != "t1" for t in fw["completed_tasks"])  # not both
+            (slave,) = state["slaves"]
+            assert (slave["used_resources"]["cpus"], slave["used_resources"]["mem"]) == (0.5, 64)
+            await sched.call("RECONCILE", tasks=[])
+            rec = await sched.next("UPDATE", pred=_reconciliation)
+            assert rec["update"]["status"]["state"] == "TASK_RUNNING"
+            assert await sched.call("KILL", task_id={"value": "t1"}) == 202
             kill = await back.next("KILL_TASK", timeout=5)
             assert kill["kill_task"]["task_id"]["value"] == "t1"
         finally:

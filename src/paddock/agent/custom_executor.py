@@ -170,6 +170,7 @@ class ExecutorManager(ExecutorRecovery):
             self._agent_status(None, task, "TASK_ERROR", "REASON_TASK_INVALID", str(exc))
             return None
         assert isinstance(ex_id, str)
+        key = (task.framework_id, ex_id)
         if task.kill_requested:
             self._agent_status(
                 None,
@@ -178,8 +179,9 @@ class ExecutorManager(ExecutorRecovery):
                 "REASON_TASK_KILLED_DURING_LAUNCH",
                 "Killed before it was delivered to its executor",
             )
+            if key not in self.runs:  # never started: the master frees its resources
+                self._report_exited(task.framework_id, ex_id, None)
             return None
-        key = (task.framework_id, ex_id)
         run = self.runs.get(key)
         if run is not None and run.state == TERMINATING:
             self._agent_status(
@@ -320,9 +322,25 @@ class ExecutorManager(ExecutorRecovery):
             run.exit_message = f"agent error while watching the executor: {exc}"
         run.exit_message = run.exit_message.replace("Command", "Executor", 1)
         log.info("executor %s of %s ended: %s", run.executor_id, run.framework_id, run.exit_message)
-        self._terminated(run)
+        self._terminated(run, rc)
 
-    def _terminated(self, run: ExecutorRun) -> None:
+    def _report_exited(self, framework_id: str, executor_id: str, rc: int | None) -> None:
+        """Tell the master the executor is gone, so it recovers the executor's resources
+        (Mesos ``ExitedExecutorMessage``; ``status`` a wait status, -1 when unknown).
+        Unreliable as in Mesos: the next REGISTER lists the executors that still run."""
+        status = -1 if rc is None else (-rc if rc < 0 else rc << 8)
+        self.agent.send_call(
+            {
+                "type": "EXITED_EXECUTOR",
+                "exited_executor": {
+                    "framework_id": {"value": framework_id},
+                    "executor_id": {"value": executor_id},
+                    "status": status,
+                },
+            }
+        )
+
+    def _terminated(self, run: ExecutorRun, rc: int | None = None) -> None:
         """The process is gone: end the stream, fail what is left, forget the run."""
         run.state = TERMINATED
         run.exited.set()
@@ -347,6 +365,7 @@ class ExecutorManager(ExecutorRecovery):
         if self.runs.get(run.key) is run:
             del self.runs[run.key]
         self._drop_record(run)
+        self._report_exited(run.framework_id, run.executor_id, rc)
         self.completed.append(run)
         del self.completed[:-50]
 

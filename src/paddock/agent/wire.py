@@ -46,10 +46,17 @@ def task_json(agent: Agent, task: Task) -> dict[str, Any]:
 
 
 def register_body(agent: Agent) -> dict[str, Any]:
-    fw_ids = sorted({t.framework_id for t in agent.tasks.values()})
+    # The custom executors that run (ExecutorInfo with framework_id): the master counts
+    # their resources once each, and forgets the ones not listed (an exit it missed).
+    executors = [run.info for run in agent.executors.runs.values()]
+    fw_ids = sorted(
+        {t.framework_id for t in agent.tasks.values()}
+        | {run.framework_id for run in agent.executors.runs.values()}
+    )
     return {
         "agent_info": agent_info(agent),
         "tasks": [task_json(agent, t) for t in agent.tasks.values()],
+        "executors": executors,
         "frameworks": [agent.frameworks.get(f, {"id": {"value": f}}) for f in fw_ids],
         "unacknowledged_updates": agent.updates.unacknowledged(),
         "version": f"paddock {__version__}",

@@ -20,13 +20,43 @@ from paddock.master.base import CallError, MasterBase, Unavailable
 from paddock.master.frameworks import framework_roles
 from paddock.master.registry import RegistryError, RegistryUnavailable
 from paddock.master.resources import Resources
-from paddock.master.state import Agent, Framework, Task, vid
+from paddock.master.state import Agent, Executor, Framework, Task, vid
 from paddock.master.streams import EventStream
 from paddock.master.views import agent_entry
 
 log = logging.getLogger(__name__)
 
 REREGISTERED = "REASON_AGENT_REREGISTERED"  # v1 name of Mesos's REASON_SLAVE_REREGISTERED
+
+
+def _id_value(obj: Any) -> str | None:
+    value = obj.get("value") if isinstance(obj, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _executor_id(task_info: dict[str, Any]) -> str | None:
+    """The executor a task runs under: ``executor_id`` (agent's Task) or ``executor``."""
+    ex = task_info.get("executor")
+    if isinstance(ex, dict):
+        return _id_value(ex.get("executor_id"))
+    return _id_value(task_info.get("executor_id"))
+
+
+def _framework_infos(fws_in: list[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fws_in:
+        if isinstance(f, dict) and isinstance(f.get("id"), dict):
+            out[str(f["id"].get("value"))] = f
+    return out
+
+
+def _role_of(fw: Framework, res: Resources) -> str:
+    """The allocation role of resources an agent reports: their reservation's role when
+    the framework has it, else the framework's first role."""
+    rs = res.roles()
+    if len(rs) == 1 and rs[0] in fw.roles:
+        return rs[0]
+    return fw.roles[0]
 
 
 class AgentMixin(MasterBase):
@@ -49,8 +79,11 @@ class AgentMixin(MasterBase):
             raise CallError(400, f"bad agent_info: {exc}") from None
         tasks_in = reg.get("tasks") or []
         fws_in = reg.get("frameworks") or []
+        executors_in = reg.get("executors")
         if not isinstance(tasks_in, list) or not isinstance(fws_in, list):
             raise CallError(400, "'tasks' and 'frameworks' must be lists")
+        if executors_in is not None and not isinstance(executors_in, list):
+            raise CallError(400, "'executors' must be a list")
         agent_id: str | None = None
         if isinstance(info.get("id"), dict) and isinstance(info["id"].get("value"), str):
             agent_id = info["id"]["value"] or None
@@ -76,11 +109,21 @@ class AgentMixin(MasterBase):
             self.require_acting()  # we may have lost leadership while writing
         self.recovered_agents.pop(agent_id, None)
         old = self.agents.get(agent_id)
+        known_executors = list(old.executors.values()) if old is not None else []
         if old is not None:
             self._drop_agent_state(old)
         agent = Agent(agent_id, info, total, attributes, time.time())
         agent.version = str(reg.get("version", ""))
         shut_down = self._adopt_agent_tasks(agent, tasks_in, fws_in)
+        if executors_in is not None:
+            shut_down |= self._adopt_agent_executors(agent, executors_in, fws_in)
+        else:
+            # An agent that does not list its executors (older protocol): keep what this
+            # master knew of them (a master that did not know them cannot count them).
+            for ex in known_executors:
+                if ex.framework_id in self.frameworks:
+                    ex.agent_id = agent_id
+                    self.add_executor(agent, ex)
         recovered = [] if old is not None or expected else list(agent.tasks.values())
         missing: list[tuple[str, str]] = []
         if old is not None:
@@ -98,6 +141,10 @@ class AgentMixin(MasterBase):
                 continue
             key = (task.framework_id, task.role)
             used[key] = used.get(key, Resources()) + task.resources
+        for ex in agent.executors.values():
+            if ex.resources:
+                key = (ex.framework_id, ex.role)
+                used[key] = used.get(key, Resources()) + ex.resources
         self.allocator.add_agent(agent_id, total, used=used)
         agent.stream = stream
         agent.connected = True
@@ -118,9 +165,10 @@ class AgentMixin(MasterBase):
         for st in reg.get("unacknowledged_updates") or []:
             if isinstance(st, dict):
                 self.agent_update(agent, {"status": st}, forward=False)
+        # As Mesos >= 1.5 (apache/mesos 9d0cadc, MESOS-7215): every re-added task keeps
+        # running, also those of frameworks that are not partition-aware (they were told
+        # TASK_LOST); the update below tells them it runs.
         self._report_recovered_tasks(recovered, was_unreachable)
-        if was_unreachable:
-            self._kill_non_partition_aware(agent)
         for fid in sorted(shut_down):
             stream.send(
                 {"type": "SHUTDOWN_FRAMEWORK", "shutdown_framework": {"framework_id": vid(fid)}}
@@ -139,10 +187,7 @@ class AgentMixin(MasterBase):
         removed here (their tasks are not adopted; the agent must shut them down)."""
         removed = {f.id for f in self.completed_frameworks}
         to_shut_down: set[str] = set()
-        fw_infos = {}
-        for f in fws_in:
-            if isinstance(f, dict) and isinstance(f.get("id"), dict):
-                fw_infos[str(f["id"].get("value"))] = f
+        fw_infos = _framework_infos(fws_in)
         for t in tasks_in:
             if not isinstance(t, dict):
                 continue
@@ -156,27 +201,15 @@ class AgentMixin(MasterBase):
             if fid in removed:
                 to_shut_down.add(fid)
                 continue
-            fw = self.frameworks.get(fid)
-            if fw is None:
-                finfo = dict(fw_infos.get(fid) or {"id": vid(fid), "name": "", "user": ""})
-                fw = Framework(fid, finfo, framework_roles(finfo))
-                # Recovered from an agent after a failover: as Mesos, it waits for the
-                # framework to re-subscribe (no failover timer until it has connected).
-                try:
-                    self.allocator.add_framework(fid, fw.roles, active=False)
-                except ValueError:
-                    fw.roles = ["*"]  # the agent sent roles we cannot use
-                    self.allocator.add_framework(fid, fw.roles, active=False)
-                self.frameworks[fid] = fw
+            fw = self._framework_of_agent(fid, fw_infos)
             state = str(t.get("state", "TASK_RUNNING"))
             task = fw.tasks.get(tid)
             if task is None or task.agent_id != agent.id:
-                role = fw.roles[0]
-                rs = res.roles()
-                if len(rs) == 1 and rs[0] in fw.roles:
-                    role = rs[0]
-                task = Task(fid, agent.id, dict(t), res, state=state, role=role)
+                task = Task(fid, agent.id, dict(t), res, state=state, role=_role_of(fw, res))
                 fw.tasks[tid] = task
+                # A task the master had ended on its own (TASK_LOST when the agent became
+                # unreachable) is back: it is not also a completed one (MESOS-9940).
+                fw.completed_tasks = [c for c in fw.completed_tasks if c.id != tid]
             else:
                 task.state = state
                 task.resources_recovered = False
@@ -186,6 +219,49 @@ class AgentMixin(MasterBase):
             if task.terminal:
                 task.resources_recovered = True
             agent.tasks[(fid, tid)] = task
+        return to_shut_down
+
+    def _framework_of_agent(self, fid: str, fw_infos: dict[str, Any]) -> Framework:
+        fw = self.frameworks.get(fid)
+        if fw is None:
+            finfo = dict(fw_infos.get(fid) or {"id": vid(fid), "name": "", "user": ""})
+            fw = Framework(fid, finfo, framework_roles(finfo))
+            # Recovered from an agent after a failover: as Mesos, it waits for the
+            # framework to re-subscribe (no failover timer until it has connected).
+            try:
+                self.allocator.add_framework(fid, fw.roles, active=False)
+            except ValueError:
+                fw.roles = ["*"]  # the agent sent roles we cannot use
+                self.allocator.add_framework(fid, fw.roles, active=False)
+            self.frameworks[fid] = fw
+        return fw
+
+    def _adopt_agent_executors(
+        self, agent: Agent, executors_in: list[Any], fws_in: list[Any]
+    ) -> set[str]:
+        """Take over the executors the agent runs (REGISTER ``executors``), each counted
+        once; returns ids of removed frameworks among them (to shut down)."""
+        removed = {f.id for f in self.completed_frameworks}
+        fw_infos = _framework_infos(fws_in)
+        to_shut_down: set[str] = set()
+        for raw in executors_in:
+            try:
+                fid = str(raw["framework_id"]["value"])
+                eid = str(raw["executor_id"]["value"])
+                res = Resources.from_json(raw.get("resources") or [])
+            except (KeyError, TypeError, ValueError):
+                log.warning("agent %s reported a malformed executor; ignored", agent.id)
+                continue
+            if fid in removed:
+                to_shut_down.add(fid)
+                continue
+            fw = self._framework_of_agent(fid, fw_infos)
+            role = _role_of(fw, res)
+            for task in agent.tasks.values():  # the role its tasks were launched with
+                if task.framework_id == fid and _executor_id(task.info) == eid:
+                    role = task.role
+                    break
+            self.add_executor(agent, Executor(fid, agent.id, dict(raw), res, role=role))
         return to_shut_down
 
     def _report_recovered_tasks(self, tasks: list[Task], was_unreachable: bool) -> None:
@@ -207,26 +283,17 @@ class AgentMixin(MasterBase):
                 for key, value in (task.latest_status or {}).items()
                 if key in ("executor_id", "healthy", "check_status", "container_status")
             }
+            executor_id = _executor_id(task.info)
+            if "executor_id" not in status and executor_id is not None:
+                status["executor_id"] = vid(executor_id)
             status.update(self.master_status(task, task.state, REREGISTERED, message))
             fw.stream.send({"type": "UPDATE", "update": {"status": status}})
             self.counters["status_updates_forwarded"] += 1
 
-    def _kill_non_partition_aware(self, agent: Agent) -> None:
-        """An unreachable agent came back: its tasks of frameworks that are not
-        partition-aware were reported TASK_LOST, so they are killed now (Mesos 1.1-1.4
-        did so; Mesos >= 1.5 keeps them running, apache/mesos 9d0cadc)."""
-        assert agent.stream is not None
-        for (fid, tid), task in agent.tasks.items():
-            fw = self.frameworks.get(fid)
-            if task.terminal or (fw is not None and fw.partition_aware):
-                continue
-            agent.stream.send(
-                {"type": "KILL_TASK", "kill_task": {"framework_id": vid(fid), "task_id": vid(tid)}}
-            )
-
     def _drop_agent_state(self, agent: Agent) -> None:
         """Forget the allocator's view of the agent and its offers (before re-adding it)."""
         self.rescind_offers(set(agent.offers))
+        self.forget_agent_executors(agent)
         if agent.stream is not None:
             stream, agent.stream = agent.stream, None
             stream.close()
@@ -266,6 +333,8 @@ class AgentMixin(MasterBase):
             asyncio.get_running_loop().create_task(self.remove_agent(agent, "agent unregistered"))
         elif t == "FRAMEWORK_MESSAGE":
             self.executor_message(agent, call.get("framework_message"))
+        elif t == "EXITED_EXECUTOR":
+            self.exited_executor(agent, call.get("exited_executor"))
         else:
             raise CallError(400, f"Unknown agent call type {t!r}")
 
@@ -289,6 +358,30 @@ class AgentMixin(MasterBase):
                 },
             }
         )
+
+    def exited_executor(self, agent: Agent, body: Any) -> None:
+        """An executor on the agent ended (Mesos ``ExitedExecutorMessage``): its resources
+        come back, and a connected framework gets a ``FAILURE`` event naming it (its tasks'
+        updates come from the agent). Unknown executors are ignored, as in Mesos."""
+        if not isinstance(body, dict):
+            raise CallError(400, "Expecting 'exited_executor'")
+        fid = _id_value(body.get("framework_id"))
+        eid = _id_value(body.get("executor_id"))
+        status = body.get("status", 0)
+        if fid is None or eid is None:
+            raise CallError(400, "Expecting 'exited_executor.framework_id' and 'executor_id'")
+        if isinstance(status, bool) or not isinstance(status, int):
+            raise CallError(400, "'exited_executor.status' must be an integer (wait status)")
+        self.counters["messages_exited_executor"] += 1
+        if (fid, eid) not in agent.executors:
+            log.info("ignoring unknown exited executor %s of %s on %s", eid, fid, agent.id)
+            return
+        log.info("executor %s of framework %s on agent %s exited (%d)", eid, fid, agent.id, status)
+        self.remove_executor(agent, fid, eid)
+        fw = self.frameworks.get(fid)
+        if fw is not None and fw.stream is not None:
+            failure = {"agent_id": vid(agent.id), "executor_id": vid(eid), "status": status}
+            fw.stream.send({"type": "FAILURE", "failure": failure})
 
     def agent_update(self, agent: Agent, body: dict[str, Any], *, forward: bool = True) -> None:
         status = dict(body["status"])
@@ -418,6 +511,7 @@ class AgentMixin(MasterBase):
             stream, agent.stream = agent.stream, None
             stream.close()
         agent.connected = False
+        self.forget_agent_executors(agent)
         if agent.id in self.allocator.agent_ids():
             self.allocator.remove_agent(agent.id)
         self.agents.pop(agent.id, None)

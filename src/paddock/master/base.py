@@ -31,7 +31,7 @@ from paddock.master.allocator import HierarchicalAllocator
 from paddock.master.config import MESOS_VERSION, MasterConfig
 from paddock.master.registry import Registry
 from paddock.master.resources import Resources
-from paddock.master.state import Agent, Framework, OfferRecord, Task, vid
+from paddock.master.state import Agent, Executor, Framework, OfferRecord, Task, vid
 from paddock.master.streams import EventStream
 
 log = logging.getLogger(__name__)
@@ -323,6 +323,48 @@ class MasterBase:
         agent = self.agents.get(task.agent_id)
         if agent is not None and agent.tasks.get((task.framework_id, task.id)) is task:
             del agent.tasks[(task.framework_id, task.id)]
+
+    # ------------------------------------------------------------------ executors
+    def add_executor(self, agent: Agent, executor: Executor) -> None:
+        """Track an executor on ``agent`` (its resources are allocated by the caller: in
+        the ACCEPT that launches it, or by re-adding the agent)."""
+        key = (executor.framework_id, executor.id)
+        agent.executors[key] = executor
+        fw = self.frameworks.get(executor.framework_id)
+        if fw is not None:
+            fw.executors[(agent.id, executor.id)] = executor
+
+    def remove_executor(self, agent: Agent, framework_id: str, executor_id: str) -> None:
+        """The executor ended (or its framework went): forget it and give its resources
+        back to the allocator, as Mesos's ``Master::removeExecutor``."""
+        executor = agent.executors.pop((framework_id, executor_id), None)
+        if executor is None:
+            return
+        fw = self.frameworks.get(framework_id)
+        if fw is not None and fw.executors.get((agent.id, executor_id)) is executor:
+            del fw.executors[(agent.id, executor_id)]
+        if executor.resources and self.agents.get(agent.id) is agent:
+            try:
+                self.allocator.recover_resources(
+                    framework_id,
+                    agent.id,
+                    executor.resources,
+                    role=executor.role,
+                    now=self.now(),
+                    used=True,
+                )
+            except (ValueError, KeyError):
+                log.warning("could not recover resources of executor %s", executor_id)
+            self.kick_allocation([agent.id])
+
+    def forget_agent_executors(self, agent: Agent) -> None:
+        """The agent left the master's books (removed, unreachable, re-added): its executors
+        go from the frameworks' views too (the allocator forgets the agent as a whole)."""
+        for (fid, eid), executor in list(agent.executors.items()):
+            fw = self.frameworks.get(fid)
+            if fw is not None and fw.executors.get((agent.id, eid)) is executor:
+                del fw.executors[(agent.id, eid)]
+        agent.executors.clear()
 
     # ------------------------------------------------------------------ introspection
     def offered_on(self, agent: Agent) -> Resources:

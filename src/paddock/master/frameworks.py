@@ -17,7 +17,7 @@ from typing import Any
 
 from paddock.master.base import CallError, MasterBase
 from paddock.master.resources import UNRESERVED, Resources, validate_role
-from paddock.master.state import Framework, OfferRecord, Task, vid
+from paddock.master.state import Agent, Executor, Framework, OfferRecord, Task, vid
 from paddock.master.streams import EventStream
 from paddock.master.views import framework_entry
 
@@ -41,6 +41,15 @@ def _list_at(obj: dict[str, Any], *keys: str) -> list[Any]:
             what = "a list" if want is list else "an object"
             raise CallError(400, f"'{'.'.join(keys[: n + 1])}' must be {what}")
     return list(value)
+
+
+def _comparable_executor(info: dict[str, Any]) -> dict[str, Any]:
+    """An ExecutorInfo as compared for "the same executor": ``framework_id`` filled in and
+    ``type`` CUSTOM by default (the agent reports it so after a failover)."""
+    out = dict(info)
+    out.pop("framework_id", None)
+    out.setdefault("type", "CUSTOM")
+    return out
 
 
 def framework_roles(info: dict[str, Any]) -> list[str]:
@@ -226,6 +235,11 @@ class FrameworkMixin(MasterBase):
                 st = self.master_status(task, "TASK_KILLED", "REASON_FRAMEWORK_REMOVED", reason)
                 self.apply_status(task, st, forward=False)
             self.complete_task(task)
+        for aid, eid in list(fw.executors):
+            agent_ = self.agents.get(aid)
+            if agent_ is not None:
+                self.remove_executor(agent_, fw.id, eid)
+        fw.executors.clear()
         if fw.id in self.allocator.framework_ids():
             self.allocator.remove_framework(fw.id)
         self.frameworks.pop(fw.id, None)
@@ -421,23 +435,28 @@ class FrameworkMixin(MasterBase):
         for info in task_infos:
             err = self._validate_task(fw, info, agent_id)
             res = Resources()
+            new_executor: Executor | None = None
             if err is None:
                 try:
                     res = Resources.from_json(info.get("resources") or [])
-                    ex = info.get("executor")
-                    if isinstance(ex, dict) and ex.get("resources"):
-                        res = res + Resources.from_json(ex["resources"])
                 except ValueError as exc:
                     err = f"Invalid resources: {exc}"
-            if err is None and not offered.contains(used + res):
-                err = f"Task uses more resources {res} than available {offered - used}"
+            if err is None and agent is not None and info.get("executor") is not None:
+                new_executor, err = self._executor_to_launch(fw, agent, info["executor"], role)
+            need = res + new_executor.resources if new_executor is not None else res
+            if err is None and not offered.contains(used + need):
+                err = f"Task uses more resources {need} than available {offered - used}"
             if err is None and (agent is None or agent.stream is None):
                 err = "Agent is not connected"
             if err is not None:
                 self._send_task_error(fw, info, "TASK_ERROR", "REASON_TASK_INVALID", err)
                 continue
             assert agent is not None
-            used = used + res
+            used = used + need
+            if new_executor is not None:
+                # The first task naming this executor on this agent launches it: its
+                # resources are allocated now, once (Mesos ``isLaunchExecutor``).
+                self.add_executor(agent, new_executor)
             task = Task(fw.id, agent_id, dict(info), res, role=role)
             task.info["agent_id"] = vid(agent_id)
             fw.tasks[task.id] = task
@@ -468,6 +487,46 @@ class FrameworkMixin(MasterBase):
         if isinstance(aid, dict) and aid.get("value") != agent_id:
             return f"Task uses agent {aid.get('value')} but the offer is for agent {agent_id}"
         return None
+
+    def _executor_to_launch(
+        self, fw: Framework, agent: Agent, raw: Any, role: str
+    ) -> tuple[Executor | None, str | None]:
+        """Check a task's ExecutorInfo; returns the executor the task launches (None when
+        it runs on one already on the agent) or an error (Mesos ``validateExecutor``)."""
+        if not isinstance(raw, dict):
+            return None, "'executor' must be an ExecutorInfo object"
+        eid = raw.get("executor_id")
+        value = eid.get("value") if isinstance(eid, dict) else None
+        if not isinstance(value, str) or not value:
+            return None, "ExecutorInfo has no executor_id"
+        if (
+            value in (".", "..")
+            or len(value) > 255
+            or any(c == "/" or ord(c) < 32 or ord(c) == 127 for c in value)
+        ):
+            return None, f"Executor id {value!r} is invalid (empty, '.', '..', '/' or control)"
+        fid = raw.get("framework_id")
+        if fid is not None and fid != vid(fw.id):
+            return None, "ExecutorInfo has an invalid FrameworkID"
+        if not isinstance(raw.get("command"), dict):
+            # The agent runs custom executors only; without a command it would refuse
+            # the task and the executor's resources would never come back.
+            return None, "ExecutorInfo has no command (paddock runs custom executors only)"
+        try:
+            resources = Resources.from_json(raw.get("resources") or [])
+        except ValueError as exc:
+            return None, f"Invalid executor resources: {exc}"
+        info = dict(raw)
+        info["framework_id"] = vid(fw.id)
+        existing = agent.executors.get((fw.id, value))
+        if existing is not None:
+            if _comparable_executor(existing.info) != _comparable_executor(info):
+                return None, (
+                    f"ExecutorInfo is not compatible with existing ExecutorInfo with same "
+                    f"ExecutorID {value!r}"
+                )
+            return None, None
+        return Executor(fw.id, agent.id, info, resources, role=role), None
 
     def _send_task_error(
         self, fw: Framework, info: dict[str, Any], state: str, reason: str, message: str

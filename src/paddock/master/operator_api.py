@@ -11,7 +11,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from paddock.master.base import CallError
 from paddock.master.resources import validate_role
-from paddock.master.views import get_agents, get_frameworks, get_state, get_tasks
+from paddock.master.views import (
+    get_agents,
+    get_executors,
+    get_frameworks,
+    get_state,
+    get_tasks,
+)
 
 if TYPE_CHECKING:
     from paddock.master.daemon import MasterDaemon
@@ -50,7 +56,7 @@ async def operator_call(daemon: MasterDaemon, call: dict[str, Any]) -> dict[str,
     if t == "GET_TASKS":
         return {"type": t, "get_tasks": get_tasks(m)}
     if t == "GET_EXECUTORS":
-        return {"type": t, "get_executors": {"executors": [], "orphan_executors": []}}
+        return {"type": t, "get_executors": get_executors(m)}
     if t == "GET_ROLES":
         roles = sorted({r for f in m.frameworks.values() for r in f.roles} | {"*"})
         return {"type": t, "get_roles": {"roles": [{"name": r, "weight": 1.0} for r in roles]}}

@@ -90,6 +90,42 @@ class Task:
 
 
 @dataclass
+class Executor:
+    """A custom executor the master accounts on an agent (Mesos's ``Slave::executors``).
+
+    Its resources (``ExecutorInfo.resources``) are allocated once, when the first task
+    naming it is launched, and recovered when the agent reports that it exited or the
+    framework is removed; its tasks' resources are accounted separately (``Task``)."""
+
+    framework_id: str
+    agent_id: str
+    info: dict[str, Any]  # v1 ExecutorInfo (with framework_id)
+    resources: Resources
+    role: str = "*"
+
+    @property
+    def id(self) -> str:
+        return str((self.info.get("executor_id") or {}).get("value", ""))
+
+    def to_v1(self) -> dict[str, Any]:
+        """GET_EXECUTORS entry."""
+        return {"executor_info": self.info, "agent_id": vid(self.agent_id)}
+
+    def to_classic(self) -> dict[str, Any]:
+        """``/master/state`` form (Mesos ``json(ExecutorInfo)`` plus ``slave_id``)."""
+        return {
+            "executor_id": self.id,
+            "name": self.info.get("name", ""),
+            "framework_id": self.framework_id,
+            "command": self.info.get("command") or {},
+            "resources": scalar_summary(self.resources),
+            "role": self.role,
+            "slave_id": self.agent_id,
+            **_classic_labels(self.info.get("labels")),
+        }
+
+
+@dataclass
 class OfferRecord:
     id: str
     framework_id: str
@@ -112,6 +148,7 @@ class Agent:
     missed_pings: int = 0
     pong_since_ping: bool = True
     tasks: dict[tuple[str, str], Task] = field(default_factory=dict)  # (fw id, task id)
+    executors: dict[tuple[str, str], Executor] = field(default_factory=dict)  # (fw, executor)
     offers: set[str] = field(default_factory=set)
     version: str = ""
 
@@ -124,10 +161,13 @@ class Agent:
         return int(self.info.get("port", 5051))
 
     def used(self) -> Resources:
+        """Allocated to tasks and executors (each executor counted once)."""
         total = Resources()
         for t in self.tasks.values():
             if not t.terminal and t.state != "TASK_UNREACHABLE":
                 total = total + t.resources
+        for ex in self.executors.values():
+            total = total + ex.resources
         return total
 
     def pid(self) -> str:
@@ -174,6 +214,7 @@ class Framework:
     tasks: dict[str, Task] = field(default_factory=dict)
     completed_tasks: list[Task] = field(default_factory=list)
     offers: set[str] = field(default_factory=set)
+    executors: dict[tuple[str, str], Executor] = field(default_factory=dict)  # (agent, executor)
     failover_handle: Any = None
     suppressed: bool = False
 
@@ -198,6 +239,8 @@ class Framework:
         for t in self.tasks.values():
             if not t.terminal and t.state != "TASK_UNREACHABLE":
                 used = used + t.resources
+        for ex in self.executors.values():
+            used = used + ex.resources
         return {
             "id": self.id,
             "name": self.name,
@@ -225,7 +268,7 @@ class Framework:
             "completed_tasks": [t.to_classic() for t in self.completed_tasks[-100:]],
             "unreachable_tasks": [],
             "offers": [],
-            "executors": [],
+            "executors": [ex.to_classic() for ex in self.executors.values()],
             "webui_url": self.info.get("webui_url", ""),
         }
 

@@ -1,5 +1,5 @@
 """v1 operator API views of the master's state (GET_AGENTS, GET_FRAMEWORKS, GET_TASKS,
-GET_STATE) and the objects operator SUBSCRIBE events carry."""
+GET_EXECUTORS, GET_STATE) and the objects operator SUBSCRIBE events carry."""
 
 from __future__ import annotations
 
@@ -78,10 +78,15 @@ def get_tasks(m: MasterBase) -> dict[str, Any]:
     }
 
 
+def get_executors(m: MasterBase) -> dict[str, Any]:
+    executors = [ex.to_v1() for a in m.agents.values() for ex in a.executors.values()]
+    return {"executors": executors, "orphan_executors": []}
+
+
 def get_state(m: MasterBase) -> dict[str, Any]:
     return {
         "get_tasks": get_tasks(m),
-        "get_executors": {"executors": []},
+        "get_executors": get_executors(m),
         "get_frameworks": get_frameworks(m),
         "get_agents": get_agents(m),
     }
