@@ -161,8 +161,11 @@ async def test_two_tasks_on_one_executor_count_its_resources_once(master):
     want = (1.0, 256.0)  # executor 0.5/128 once + 2 x 0.25/64
     assert _used(master, agent.id) == want
     assert set(_views_used(master, agent.id, fw.id).values()) == {want}
-    # The rest of the agent is offered again at once: exactly what is not used.
-    assert _scalars(_offer(master, fstream)["resources"]) == (1.0, 768.0)
+    # The rest of the agent is offered again at once: exactly what is not used; the offer
+    # names the framework's executor there.
+    offer = _offer(master, fstream)
+    assert _scalars(offer["resources"]) == (1.0, 768.0)
+    assert offer["executor_ids"] == [{"value": "ex"}]
     # The executor is listed once, with its own resources; tasks carry only theirs.
     (entry,) = get_executors(master)["executors"]
     assert entry["agent_id"] == {"value": agent.id}

@@ -194,7 +194,7 @@ class MasterBase:
         return len(offers)
 
     def offer_json(self, rec: OfferRecord, agent: Agent) -> dict[str, Any]:
-        return {
+        out = {
             "id": vid(rec.id),
             "framework_id": vid(rec.framework_id),
             "agent_id": vid(agent.id),
@@ -208,6 +208,11 @@ class MasterBase:
             "attributes": agent.attributes,
             "allocation_info": {"role": rec.role},
         }
+        # The framework's executors running there (Mesos ``Offer.executor_ids``).
+        executor_ids = [vid(eid) for fid, eid in agent.executors if fid == rec.framework_id]
+        if executor_ids:
+            out["executor_ids"] = executor_ids
+        return out
 
     def remove_offer(self, rec: OfferRecord, *, rescind: bool, refuse: float | None = None) -> None:
         """Take an outstanding offer back (recovering its resources); optionally tell the
