@@ -126,12 +126,14 @@ async def test_docker_task_runs_as_its_user(agent, fake_master):
     agent.start()
     await fake_master.wait_registrations(1, timeout=60)
     fake_master.auto_ack = True
-    task_info = docker_task("docker-nobody", cmd="id -un; id -u")
+    task_info = docker_task(
+        "docker-nobody", cmd="id -un; id -u; echo mine > $MESOS_SANDBOX/out && echo wrote"
+    )
     task_info["run_task"]["task"]["command"]["user"] = "nobody"
     fake_master.send(task_info)
     await fake_master.wait_update("docker-nobody", "TASK_FINISHED", timeout=60)
     stdout = sandbox_file(agent.work, "docker-nobody", "stdout").read_text()
-    assert stdout.split() == ["nobody", "65534"]
+    assert stdout.split() == ["nobody", "65534", "wrote"]  # its sandbox is writable
 
 
 @needs_root

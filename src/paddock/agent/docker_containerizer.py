@@ -49,6 +49,7 @@ from paddock.agent.fetcher import FetchError, fetch_uris
 from paddock.agent.healthcheck import HealthCheck, parse_health_check
 from paddock.agent.task_outcome import container_end, health_kill_end
 from paddock.agent.task_runners import end_on_error, watch_health
+from paddock.agent.task_user import TaskUserError, chown_sandbox, resolve_task_user
 from paddock.agent.tasks import task_environment
 
 if TYPE_CHECKING:
@@ -476,6 +477,18 @@ async def _fetch(agent: Agent, task: Task) -> bool:
     return True
 
 
+async def _give_sandbox(agent: Agent, task: Task) -> None:
+    """A container with ``command.user`` gets a sandbox it can write: owned by the
+    agent host's user of that name (as Mesos chowns a task's sandbox to its user), when
+    the agent may switch users; otherwise the sandbox stays the agent's."""
+    try:
+        user = resolve_task_user(task.info, switch_user=agent.config.switch_user)
+        if user is not None:
+            await asyncio.to_thread(chown_sandbox, task.sandbox, user)
+    except (TaskUserError, OSError) as exc:  # the image may know users the host does not
+        log.debug("task %s: sandbox left to the agent's user: %s", task.task_id, exc)
+
+
 async def _run(agent: Agent, task: Task) -> None:
     if task.kill_requested:
         agent.report_status(task, "TASK_KILLED", message="Killed before it was launched")
@@ -507,6 +520,7 @@ async def _run(agent: Agent, task: Task) -> None:
         (task.sandbox / name).touch()
     if not await _fetch(agent, task):
         return
+    await _give_sandbox(agent, task)
     try:  # the agent's --docker-config, and what the task fetched (it wins)
         auths = merge_auths(agent.config.docker_auths, sandbox_docker_auths(task.sandbox))
     except DockerConfigError as exc:
