@@ -5,7 +5,13 @@ registered, so a master without a quorum of masters admits no one. Health: every
 ``agent_ping_timeout`` the master sends PING; an agent that misses
 ``max_agent_ping_timeouts`` in a row (or stays disconnected that long) is marked
 unreachable in the registry and its tasks become TASK_UNREACHABLE (partition-aware
-frameworks) or TASK_LOST.
+frameworks) or TASK_LOST. When it re-registers, all its tasks are re-added and their
+frameworks told they run (REASON_AGENT_REREGISTERED); none is killed, also not those of
+frameworks that are not partition-aware (Mesos >= 1.5).
+
+Custom executors are accounted once per (framework, executor) on an agent: from the
+ACCEPT that launches the first task on one, or the agent's REGISTER ``executors``, until
+the agent's ``EXITED_EXECUTOR`` call or the framework's removal.
 """
 
 from __future__ import annotations
