@@ -108,6 +108,13 @@ async def test_timeout_and_missing_program_in_the_container(docker_api, docker_s
     # the timed-out check was killed inside the container, not left running
     await until(lambda: not sleepers(docker_api, container), timeout=30, what="check killed")
 
+    chatty = HealthCheck(
+        "COMMAND", command=("/bin/sh", "-c", "yes | head -c 3000000; echo; echo last words; exit 3")
+    )
+    ok, detail = await check_once(chatty, {}, None, run)  # type: ignore[arg-type]
+    assert not ok and detail.startswith("command exited with status 3 in the container: ")
+    assert detail.endswith("last words") and len(detail) < 300
+
     missing = HealthCheck("COMMAND", command=("no-such-program",))
     ok, detail = await check_once(missing, {}, None, run)  # type: ignore[arg-type]
     assert not ok and "status 127" in detail

@@ -33,6 +33,8 @@ __all__ = ["ContainerCommandCheck"]
 
 #: How much of a failed check's output its health detail quotes.
 OUTPUT_TAIL = 200
+#: How much of a check's output is kept while it runs.
+OUTPUT_KEEP = 4096
 
 
 def _descendants(pid: int) -> list[int]:
@@ -89,7 +91,7 @@ class ContainerCommandCheck:
             return False, f"health check could not run in the container: {_text(exc)}"
         exec_id = str(created["Id"])
         try:
-            output = await blocking(self.client.exec_start, exec_id)
+            output = await blocking(self._start, exec_id)
         except asyncio.CancelledError:  # the timeout (or the task ended): kill the check
             threading.Thread(
                 target=self._kill, args=(exec_id,), name="docker-check-kill", daemon=True
@@ -106,10 +108,19 @@ class ContainerCommandCheck:
             return False, "health check status unknown: the engine reported no exit code"
         detail = f"command exited with status {code} in the container"
         if code != 0:
-            text = output.decode(errors="replace").strip() if isinstance(output, bytes) else ""
+            text = output.decode(errors="replace").strip()
             if text:
                 detail += f": {text[-OUTPUT_TAIL:]}"
         return code == 0, detail
+
+    def _start(self, exec_id: str) -> bytes:
+        """Run the exec to its end; only the tail of its output is kept (a check that
+        prints without end must not fill the agent's memory)."""
+        tail = b""
+        for chunk in self.client.exec_start(exec_id, stream=True):
+            if isinstance(chunk, bytes):
+                tail = (tail + chunk)[-OUTPUT_KEEP:]
+        return tail
 
     def _kill(self, exec_id: str) -> None:
         try:
