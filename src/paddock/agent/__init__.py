@@ -14,8 +14,14 @@ Modules, outside in:
   ``docker_spec`` translating the TaskInfo, ``docker_recovery`` reattaching after a
   restart and removing orphan containers);
 * ``custom_executor`` runs tasks that carry an ExecutorInfo under that executor (one
-  process per executor id, ``executor_run`` its record and environment) and
-  ``executor_api`` serves it the v1 executor HTTP API (``POST /api/v1/executor``);
+  process per executor id, ``executor_run`` its record and environment; the manager's
+  parts: ``executor_base`` its state, ``executor_protocol`` the subscribed executor's
+  events and calls, ``executor_shutdown`` kill and shutdown, ``executor_recovery``
+  agent restarts) and ``executor_api`` serves it the v1 executor HTTP API
+  (``POST /api/v1/executor``);
+* ``task_outcome`` turns how any task ended into its terminal status (one place for
+  every runner's states, reasons and messages); ``task_runners`` is what the runners
+  share around it (the bug guard, the health watch);
 * ``launcher`` is one process task's life (fetch, launch, health checks, report);
   ``tasks`` builds its command and environment; ``supervised`` is the agent's handle
   on it: the command runs under a per-task

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paddock.agent.checkpoint import atomic_write_json, read_json
+from paddock.agent.executor_base import ExecutorManagerBase
 from paddock.agent.executor_run import (
     DEFAULT_SHUTDOWN_GRACE,
     REGISTERING,
@@ -33,23 +34,17 @@ from paddock.agent.recovery_util import proc_start_ticks
 from paddock.agent.tasks import AdoptedProcess, TaskProcess
 
 if TYPE_CHECKING:
-    from paddock.agent.daemon import Agent, Task
+    from paddock.agent.daemon import Task
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ExecutorRecovery"]
 
 
-class ExecutorRecovery:
+class ExecutorRecovery(ExecutorManagerBase):
     """Checkpoint records of executor runs and their recovery (a mixin)."""
 
     if TYPE_CHECKING:
-        agent: Agent
-        runs: dict[ExecutorKey, ExecutorRun]
-        reregistration_timeout: float
-        _task_done: dict[tuple[str, str], asyncio.Event]
-
-        def _timer(self, run: ExecutorRun, coro: Any) -> None: ...
 
         async def _watch(self, run: ExecutorRun, proc: TaskProcess | AdoptedProcess) -> None: ...
 
