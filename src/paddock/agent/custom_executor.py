@@ -251,6 +251,7 @@ class ExecutorManager(ExecutorProtocol, ExecutorShutdown, ExecutorRecovery):
             await run.process.kill(0)
 
     async def _watch(self, run: ExecutorRun, proc: TaskProcess | AdoptedProcess) -> None:
+        rc: int | None = None  # unknown when waiting failed
         try:
             rc = await proc.wait()
             run.exit_message = executor_exit_message(rc, killed=proc.kill_requested)
