@@ -22,6 +22,7 @@ step, then reset the connection under it.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import pytest
@@ -33,6 +34,9 @@ from paddock.consensus.types import Message, MsgType
 uvloop = pytest.importorskip("uvloop")
 
 HOST = "127.0.0.1"
+
+#: The connections the last ``_reset_under_a_write`` opened (peer address, writer).
+_last_writers: list[tuple[tuple[str, int], asyncio.StreamWriter]] = []
 
 
 async def _wait_until(cond, timeout: float = 5.0) -> None:
@@ -50,7 +54,8 @@ async def _reset_under_a_write(
     (s = queue a heartbeat, y = one loop step, a = reset the connection).
     Returns both transports (still running: the caller closes them) and node
     2's inbox."""
-    writers: list[tuple[tuple[str, int], asyncio.StreamWriter]] = []
+    writers = _last_writers
+    writers.clear()
     real_open = asyncio.open_connection
 
     async def recording_open(host: str, port: int, **kw):  # a spy: the real connection
@@ -128,3 +133,26 @@ def test_unexpected_error_in_a_link_is_logged_and_the_link_restarts(caplog) -> N
     with caplog.at_level("INFO", logger="paddock.consensus.transport"):
         uvloop.run(scenario())
     assert any("link to peer 2" in r.getMessage() for r in caplog.records), caplog.text
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_outbound_link_gives_up_on_unacknowledged_bytes(loop: str) -> None:
+    """A peer that died while cut off never resets our connection to it; the
+    link must not look connected for the minutes TCP's backed-off
+    retransmissions take: the kernel is told to drop it after
+    ``unacked_timeout`` seconds of unacknowledged data (TCP_USER_TIMEOUT)."""
+    if not hasattr(socket, "TCP_USER_TIMEOUT"):
+        pytest.skip("TCP_USER_TIMEOUT is Linux-only")
+
+    async def scenario() -> int:
+        a, b, _inbox = await _reset_under_a_write("")
+        try:
+            (writer,) = [w for addr, w in _last_writers if addr == b.listen_addr]
+            sock = writer.get_extra_info("socket")
+            return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+        finally:
+            await a.close()
+            await b.close()
+
+    ms = uvloop.run(scenario()) if loop == "uvloop" else asyncio.run(scenario())
+    assert ms == 10_000

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import socket
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -120,6 +121,7 @@ class PeerTransport:
         max_queue_msgs: int = 10_000,
         backoff_min: float = 0.02,
         backoff_max: float = 1.0,
+        unacked_timeout: float = 10.0,
         rng: random.Random | None = None,
     ) -> None:
         self.node_id = node_id
@@ -132,6 +134,13 @@ class PeerTransport:
         self.backoff_max = backoff_max
         #: A peer host that drops SYNs must not stall the link for minutes.
         self.connect_timeout = 5.0
+        #: TCP_USER_TIMEOUT of outbound links: give up on a connection whose sent
+        #: bytes stay unacknowledged this long. Without it a link to a peer that
+        #: died while cut off (its reset lost) looks connected until the
+        #: kernel's retransmissions, backed off to minutes, reach the peer's new
+        #: incarnation; until then the leader's appends and heartbeats go into
+        #: a dead socket and the restarted peer never hears of a leader.
+        self.unacked_timeout = unacked_timeout
         self._on_message = on_message
         self._rng = rng or random.Random(node_id)
         self._known = set(peers)
@@ -288,6 +297,7 @@ class PeerTransport:
                 "node %d: connect to %d at %s failed: %s", self.node_id, out.peer, out.addr, exc
             )
             return delay
+        self._limit_unacked(writer)
         out.stats.connects += 1
         out.stats.connected = True
         log.debug("node %d: connected to peer %d", self.node_id, out.peer)
@@ -301,6 +311,14 @@ class PeerTransport:
             self._drop_sheddable(out)
             await self._close_writer(writer)
         return delay
+
+    def _limit_unacked(self, writer: asyncio.StreamWriter) -> None:
+        opt = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
+        sock = writer.get_extra_info("socket")
+        if opt is None or sock is None or self.unacked_timeout <= 0:
+            return
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, opt, int(self.unacked_timeout * 1000))
 
     async def _close_writer(self, writer: asyncio.StreamWriter) -> None:
         """Close a dead link's socket without waiting on it for ever: a
