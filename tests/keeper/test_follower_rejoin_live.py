@@ -19,6 +19,7 @@ from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
 from paddock.testing import KeeperEnsemble
+from paddock.testing.zkwire import four_letter_word
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -69,6 +70,9 @@ def test_follower_killed_under_load_rejoins_every_time(tmp_path):
                     time.sleep(0.05)  # polling an external process
                 rejoin_times.append(time.monotonic() - t0)
                 assert ensemble.leader() == leader, "killing a follower moved the leadership"
+            # The leader's links to both followers are up (mntr shows them).
+            mntr = four_letter_word("127.0.0.1", ensemble.members[leader].client_port, "mntr")
+            assert "paddock_peers_connected\t2" in mntr, mntr
             # It serves the latest data, not just a leader's name.
             client.set("/load", b"final")
             ro = _client(ensemble.address(next(i for i in range(3) if i != leader)))

@@ -481,6 +481,9 @@ class KeeperServer:
         ]
         ephemerals = {sid: sorted(p) for sid, p in tree.ephemerals.items()}
         progress = status.get("progress", {}) if isinstance(status, dict) else {}
+        # Outbound consensus links: a leader with fewer connected links than
+        # running peers cannot reach a follower (the chaos run's keeper 4).
+        links = status.get("peers", {}) if isinstance(status, dict) else {}
         return fourletter.ServerReport(
             server_id=self.id,
             mode=self.mode,
@@ -514,6 +517,8 @@ class KeeperServer:
                 "paddock_entries_applied": status.get("entries_applied", 0),
                 "paddock_readies": self.cons.stats.readies,
                 "paddock_proposed": self.proposer.proposed,
+                "paddock_peers_connected": sum(1 for p in links.values() if p["connected"]),
+                "paddock_peer_messages_dropped": sum(p["dropped"] for p in links.values()),
             },
         )
 
