@@ -29,13 +29,12 @@ async def test_a_failing_wait_still_fails_the_executors_tasks(tmp_path, fake_mas
         fake_master.auto_ack = True
         fake_master.send(executor_task("t1"))
         await executor_env(server)
-        run = server.agent.executors.lookup(FW, "ex-1")
-        assert run is not None and run.pid is not None
-        os.kill(run.pid, signal.SIGKILL)
+        executors = server.agent.executors
+        os.kill(executors.lookup(FW, "ex-1").pid, signal.SIGKILL)
         failed = await fake_master.wait_update("t1", "TASK_FAILED")
-        assert failed["reason"] == "REASON_EXECUTOR_TERMINATED"
-        assert failed["source"] == "SOURCE_AGENT"
-        assert failed["message"] == (
-            "agent error while watching the executor: lost track of the process"
+        assert (failed["reason"], failed["source"], failed["message"]) == (
+            "REASON_EXECUTOR_TERMINATED",
+            "SOURCE_AGENT",
+            "agent error while watching the executor: lost track of the process",
         )
-        await fake_master.wait_for(lambda m: server.agent.executors.lookup(FW, "ex-1") is None)
+        await fake_master.wait_for(lambda m: executors.lookup(FW, "ex-1") is None)

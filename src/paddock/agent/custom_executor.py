@@ -232,23 +232,16 @@ class ExecutorManager(ExecutorProtocol, ExecutorShutdown, ExecutorRecovery):
             self._timer(run, self._destroy_after_grace(run, 0.0))
 
     async def _registration_timeout(self, run: ExecutorRun) -> None:
-        await asyncio.sleep(self.registration_timeout)
-        if run.state != REGISTERING:
-            return
-        log.warning(
-            "executor %s of %s did not subscribe within %gs; killing it",
-            run.executor_id,
-            run.framework_id,
+        await self._kill_unless_subscribed(
+            run,
             self.registration_timeout,
+            "subscribe",
+            lambda: (
+                "TASK_FAILED",
+                "REASON_EXECUTOR_REGISTRATION_TIMEOUT",
+                f"Executor did not register within {mesos_duration(self.registration_timeout)}",
+            ),
         )
-        run.termination = (
-            "TASK_FAILED",
-            "REASON_EXECUTOR_REGISTRATION_TIMEOUT",
-            f"Executor did not register within {mesos_duration(self.registration_timeout)}",
-        )
-        run.state = TERMINATING
-        if run.process is not None:
-            await run.process.kill(0)
 
     async def _watch(self, run: ExecutorRun, proc: TaskProcess | AdoptedProcess) -> None:
         rc: int | None = None  # unknown when waiting failed

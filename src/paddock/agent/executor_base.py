@@ -12,7 +12,9 @@ share one table of runs without passing it around.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from paddock.agent.executor_run import (
@@ -20,6 +22,8 @@ from paddock.agent.executor_run import (
     EXECUTOR_REREGISTRATION_TIMEOUT,
     HEARTBEAT_INTERVAL,
     KILL_ESCALATION_SLACK,
+    REGISTERING,
+    TERMINATING,
     ExecutorKey,
     ExecutorRun,
     executor_id_of,
@@ -28,6 +32,9 @@ from paddock.agent.status_updates import TERMINAL_STATES
 
 if TYPE_CHECKING:
     from paddock.agent.daemon import Agent, Task
+    from paddock.agent.tasks import AdoptedProcess, TaskProcess
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ExecutorManagerBase"]
 
@@ -35,6 +42,12 @@ __all__ = ["ExecutorManagerBase"]
 class ExecutorManagerBase:
     """The runs of this agent's executors, their timers, and the agent's own updates
     for their tasks."""
+
+    if TYPE_CHECKING:  # what one part calls on another
+
+        async def _watch(self, run: ExecutorRun, proc: TaskProcess | AdoptedProcess) -> None: ...
+
+        def _send_kill(self, run: ExecutorRun, task: Task, grace: float | None) -> None: ...
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -86,3 +99,28 @@ class ExecutorManagerBase:
         self.agent.report_status(task, state, source="SOURCE_AGENT", reason=reason, message=message)
         if state in TERMINAL_STATES:
             self._end_task(run, task)
+
+    async def _kill_unless_subscribed(
+        self,
+        run: ExecutorRun,
+        timeout: float,
+        verb: str,
+        termination: Callable[[], tuple[str, str, str]],
+    ) -> None:
+        """After ``timeout`` seconds, kill the executor if it still has not done ``verb``
+        (subscribe, re-subscribe); its tasks get ``termination()`` (state, reason,
+        message) when its process has ended."""
+        await asyncio.sleep(timeout)
+        if run.state != REGISTERING:
+            return
+        log.warning(
+            "executor %s of %s did not %s within %gs; killing it",
+            run.executor_id,
+            run.framework_id,
+            verb,
+            timeout,
+        )
+        run.termination = termination()
+        run.state = TERMINATING
+        if run.process is not None:
+            await run.process.kill(0)

@@ -12,19 +12,14 @@ with the executor's own uuid) and ``MESSAGE`` (to the scheduler, through the mas
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from paddock.agent.executor_base import ExecutorManagerBase
-from paddock.agent.executor_run import (
-    MAX_REMEMBERED_ACKS,
-    RUNNING,
-    TERMINATING,
-    ExecutorRun,
-    executor_id_of,
-    valid_uuid,
-)
+from paddock.agent.executor_run import RUNNING, TERMINATING, ExecutorRun, executor_id_of
 from paddock.master.streams import EventStream
 
 if TYPE_CHECKING:
@@ -34,13 +29,12 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ExecutorProtocol"]
 
+#: Acknowledged uuids remembered per executor (to re-acknowledge a resent update).
+MAX_REMEMBERED_ACKS = 1000
+
 
 class ExecutorProtocol(ExecutorManagerBase):
     """Subscription, task delivery, updates and messages of an executor (a mixin)."""
-
-    if TYPE_CHECKING:
-
-        def _send_kill(self, run: ExecutorRun, task: Task, grace: float | None) -> None: ...
 
     def subscribe(
         self, run: ExecutorRun, unacked_tasks: list[Any], unacked_updates: list[Any]
@@ -224,3 +218,11 @@ class ExecutorProtocol(ExecutorManagerBase):
             or not run.send({"type": "MESSAGE", "message": {"data": data}})
         ):
             log.info("dropping a framework message for executor %s of %s", ex, fw)
+
+
+def valid_uuid(value: str) -> bool:
+    """A base64-encoded 16-byte UUID, as TaskStatus.uuid must be."""
+    try:
+        return len(base64.b64decode(value, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False

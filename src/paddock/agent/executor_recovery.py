@@ -22,7 +22,6 @@ from paddock.agent.executor_base import ExecutorManagerBase
 from paddock.agent.executor_run import (
     DEFAULT_SHUTDOWN_GRACE,
     REGISTERING,
-    TERMINATING,
     ExecutorKey,
     ExecutorRun,
     duration_seconds,
@@ -31,7 +30,7 @@ from paddock.agent.executor_run import (
     partition_aware,
 )
 from paddock.agent.recovery_util import proc_start_ticks
-from paddock.agent.tasks import AdoptedProcess, TaskProcess
+from paddock.agent.tasks import AdoptedProcess
 
 if TYPE_CHECKING:
     from paddock.agent.daemon import Task
@@ -43,10 +42,6 @@ __all__ = ["ExecutorRecovery"]
 
 class ExecutorRecovery(ExecutorManagerBase):
     """Checkpoint records of executor runs and their recovery (a mixin)."""
-
-    if TYPE_CHECKING:
-
-        async def _watch(self, run: ExecutorRun, proc: TaskProcess | AdoptedProcess) -> None: ...
 
     def _record_path(self, framework_id: str, executor_id: str) -> Path:
         return (
@@ -167,24 +162,15 @@ class ExecutorRecovery(ExecutorManagerBase):
             self._task_done.pop(task.key, None)
 
     async def _reregistration_timeout(self, run: ExecutorRun) -> None:
-        await asyncio.sleep(self.reregistration_timeout)
-        if run.state != REGISTERING:
-            return
-        log.warning(
-            "executor %s of %s did not re-subscribe within %gs; killing it",
-            run.executor_id,
-            run.framework_id,
-            self.reregistration_timeout,
+        def termination() -> tuple[str, str, str]:
+            task = next(iter(run.launched.values()), None)
+            gone = task is not None and partition_aware(self.agent, task)
+            return (
+                "TASK_GONE" if gone else "TASK_LOST",
+                "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
+                f"Executor did not reregister within {mesos_duration(self.reregistration_timeout)}",
+            )
+
+        await self._kill_unless_subscribed(
+            run, self.reregistration_timeout, "re-subscribe", termination
         )
-        task = next(iter(run.launched.values()), None)
-        lost = (
-            "TASK_GONE" if task is not None and partition_aware(self.agent, task) else "TASK_LOST"
-        )
-        run.termination = (
-            lost,
-            "REASON_EXECUTOR_REREGISTRATION_TIMEOUT",
-            f"Executor did not reregister within {mesos_duration(self.reregistration_timeout)}",
-        )
-        run.state = TERMINATING
-        if run.process is not None:
-            await run.process.kill(0)

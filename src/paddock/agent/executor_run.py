@@ -5,8 +5,6 @@ layer (:mod:`paddock.agent.executor_api`) share."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -41,8 +39,6 @@ HEARTBEAT_INTERVAL = 30 * 60.0
 #: How long past a task's kill grace period the agent waits for the executor to end
 #: the task before it shuts the executor down.
 KILL_ESCALATION_SLACK = 5.0
-#: Acknowledged uuids remembered per executor (to re-acknowledge a resent update).
-MAX_REMEMBERED_ACKS = 1000
 
 ExecutorKey = tuple[str, str]  # (framework id, executor id)
 
@@ -171,11 +167,3 @@ class ExecutorRun:
 def partition_aware(agent: Agent, task: Task) -> bool:
     caps = agent.frameworks.get(task.framework_id, {}).get("capabilities") or []
     return any(isinstance(c, dict) and c.get("type") == "PARTITION_AWARE" for c in caps)
-
-
-def valid_uuid(value: str) -> bool:
-    """A base64-encoded 16-byte UUID, as TaskStatus.uuid must be."""
-    try:
-        return len(base64.b64decode(value, validate=True)) == 16
-    except (binascii.Error, ValueError):
-        return False

@@ -17,13 +17,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from paddock.agent.executor_base import ExecutorManagerBase
-from paddock.agent.executor_run import (
-    RUNNING,
-    TERMINATED,
-    TERMINATING,
-    ExecutorRun,
-    executor_id_of,
-)
+from paddock.agent.executor_run import RUNNING, TERMINATED, TERMINATING, ExecutorRun, executor_id_of
 
 if TYPE_CHECKING:
     from paddock.agent.daemon import Task
