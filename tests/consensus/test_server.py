@@ -411,3 +411,30 @@ async def test_waiters_fail_unsettled_items_as_unknown() -> None:
     new = w.add_batch(first=10, term=3, n=1, leader=1)
     assert all(isinstance(r, OutcomeUnknown) for r in old.result())
     assert not new.done()
+
+
+async def test_snapshot_write_failure_stops_the_node_not_its_ready_loop_alone(
+    tmp_path: Path,
+) -> None:
+    """A failed snapshot write (disk full) is a storage failure like any other:
+    the node reports it (``failed``) so its owner exits. It must not just end
+    the Ready loop silently, leaving a node that still receives but never
+    persists, sends or applies (a zombie its peers cannot tell from a slow node)."""
+    c = Cluster(tmp_path, snapshot_every=5)
+    try:
+        for nid in c.ids:
+            await c.start(nid)
+        leader = await c.leader()
+        victim = next(s for s in c.servers.values() if s.id != leader.id)
+
+        def disk_full(snap):
+            raise OSError(28, "No space left on device")
+
+        victim.storage.save_snapshot = disk_full
+        await leader.propose_many([put(f"k{i}", "v") for i in range(10)])
+        await asyncio.wait_for(victim.failed_event.wait(), 5)
+        assert "No space left on device" in victim.failed
+        with pytest.raises(ServerStopped):
+            victim.submit_many([put("x", "y")])
+    finally:
+        await c.stop_all()

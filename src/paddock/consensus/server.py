@@ -413,7 +413,13 @@ class ConsensusServer:
         interval = self.tick_interval
         while self._running:
             await asyncio.sleep(interval)
-            node.tick()
+            try:
+                node.tick()
+            except Exception as exc:
+                # A core bug. Without ticks a leader never heartbeats and a
+                # follower never campaigns: stop visibly rather than linger.
+                self._fatal("ticking the node", exc)
+                return
             self._wake.set()
 
     async def _ready_loop(self) -> None:
@@ -423,21 +429,28 @@ class ConsensusServer:
         while self._running:
             await wake.wait()
             wake.clear()
-            while self._running and node.has_ready():
-                rd = node.ready()
-                try:
-                    await self._handle_ready(node, rd)
-                except Exception as exc:
-                    # Storage failures are fatal for this node: continuing could
-                    # acknowledge data that is not durable.
-                    log.exception("node %d: fatal error handling Ready; stopping", self.id)
-                    self._running = False
-                    self.failed = f"{type(exc).__name__}: {exc}"
-                    self.failed_event.set()
-                    self._fail_pending(OutcomeUnknown(0), NotLeader(0))
-                    return
-            if self._running and self._last_snapshot_index + self.snapshot_every <= self.applied:
-                await self._take_snapshot(node)
+            try:
+                while self._running and node.has_ready():
+                    await self._handle_ready(node, node.ready())
+                if (
+                    self._running
+                    and self._last_snapshot_index + self.snapshot_every <= self.applied
+                ):
+                    await self._take_snapshot(node)
+            except Exception as exc:
+                # Storage failures are fatal for this node: continuing could
+                # acknowledge data that is not durable. And this loop must not
+                # just end: the node would keep receiving but never persist,
+                # send or apply again, and nobody would know.
+                self._fatal("handling Ready", exc)
+                return
+
+    def _fatal(self, what: str, exc: Exception) -> None:
+        log.error("node %d: fatal error %s; stopping", self.id, what, exc_info=exc)
+        self._running = False
+        self.failed = f"{type(exc).__name__}: {exc}"
+        self.failed_event.set()
+        self._fail_pending(OutcomeUnknown(0), NotLeader(0))
 
     async def _handle_ready(self, node: RaftNode, rd: Ready) -> None:
         assert self.storage is not None and self.transport is not None
