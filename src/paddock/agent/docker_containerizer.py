@@ -48,9 +48,8 @@ from paddock.agent.docker_spec import (
 from paddock.agent.fetcher import FetchError, fetch_uris
 from paddock.agent.healthcheck import HealthCheck, parse_health_check
 from paddock.agent.task_outcome import container_end, health_kill_end
-from paddock.agent.task_runners import end_on_error, watch_health
+from paddock.agent.task_runners import agent_task_environment, end_on_error, watch_health
 from paddock.agent.task_user import TaskUserError, chown_sandbox, resolve_task_user
-from paddock.agent.tasks import task_environment
 
 if TYPE_CHECKING:
     import docker
@@ -336,15 +335,7 @@ def container_of(task: Task) -> DockerContainer | None:
 
 def docker_task_environment(agent: Agent, task: Task) -> dict[str, str]:
     """The environment a DOCKER task gets: the same as a process task's."""
-    return task_environment(
-        task_info=task.info,
-        framework_id=task.framework_id,
-        agent_id=agent.agent_id or "",
-        sandbox=task.sandbox,
-        agent_endpoint=agent.endpoint,
-        hostname=agent.config.hostname,
-        base={},
-    )
+    return agent_task_environment(agent, task, base={})
 
 
 def task_container(agent: Agent, task: Task, env: dict[str, str]) -> tuple[Any, Any]:

@@ -27,13 +27,12 @@ from paddock.agent.task_outcome import (
     command_end,
     health_kill_end,
 )
-from paddock.agent.task_runners import end_on_error, watch_health
+from paddock.agent.task_runners import agent_task_environment, end_on_error, watch_health
 from paddock.agent.task_user import TaskUserError, check_runner, resolve_task_user
 from paddock.agent.tasks import (
     AdoptedProcess,
     LaunchError,
     command_spec,
-    task_environment,
     task_scalar,
 )
 from paddock.agent.zygote import Zygote
@@ -118,14 +117,7 @@ async def _run(agent: Agent, task: Task) -> None:
         return
     try:
         spec = command_spec(task.info)
-        env = task_environment(
-            task_info=task.info,
-            framework_id=task.framework_id,
-            agent_id=agent.agent_id or "",
-            sandbox=task.sandbox,
-            agent_endpoint=agent.endpoint,
-            hostname=agent.config.hostname,
-        )
+        env = agent_task_environment(agent, task)
         cgroup = None
         if agent.cgroups.available:
             cgroup = await asyncio.to_thread(

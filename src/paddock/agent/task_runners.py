@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING
 
 from paddock.agent.healthcheck import CommandRunner, HealthCheck, HealthChecker
 from paddock.agent.task_outcome import HEALTH_CHECK, agent_error_end
+from paddock.agent.tasks import task_environment
 
 if TYPE_CHECKING:
     from paddock.agent.daemon import Agent, Task
 
-__all__ = ["end_on_error", "watch_health"]
+__all__ = ["agent_task_environment", "end_on_error", "watch_health"]
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +66,19 @@ async def watch_health(
         agent.kill_task(task)
 
     await HealthChecker(health, env, task.sandbox, changed, failed, run_command).run()
+
+
+def agent_task_environment(
+    agent: Agent, task: Task, base: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The environment this agent gives ``task`` (Mesos's, on top of ``base``: the
+    agent's own environment for a process task, nothing for a container)."""
+    return task_environment(
+        task_info=task.info,
+        framework_id=task.framework_id,
+        agent_id=agent.agent_id or "",
+        sandbox=task.sandbox,
+        agent_endpoint=agent.endpoint,
+        hostname=agent.config.hostname,
+        base=base,
+    )
