@@ -2,17 +2,18 @@
 
 Why this order: the faults must only ever hit a cluster that is being watched,
 and everything the run started must be gone when it ends, whatever happened —
-so setup and teardown sit in one ``try/finally`` (SIGTERM is turned into
+so setup and teardown sit in one ``try/finally``
+(:func:`~paddock.chaos.runner_common.lab_session`; SIGTERM is turned into
 KeyboardInterrupt for the duration, and stale namespaces of an earlier run are
 removed first). Every wait is bounded: a run takes at most ``--time`` plus the
-start-up, recovery and read-back bounds.
+start-up, recovery and read-back bounds. What the cluster workload's run
+(:mod:`paddock.chaos.runner_cluster`) shares with this one is in
+:mod:`paddock.chaos.runner_common`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import itertools
 import json
 import signal
 import subprocess
@@ -21,12 +22,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from paddock.chaos import checker, report
+from paddock.chaos import runner_common as common
 from paddock.chaos.hosts import Lab, connect_in_namespace
-from paddock.chaos.nemesis import KINDS, Nemesis, plan
+from paddock.chaos.nemesis import KINDS
 from paddock.chaos.runner_cluster import ClusterRunResult, run_cluster
 from paddock.chaos.workload_keeper import WorkerSpec
 
@@ -67,16 +68,6 @@ def _python() -> list[str]:
     return [sys.executable]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it if the runner dies (even by SIGKILL),
-    so no keeper outlives a run."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
 class KeeperCluster:
     """``paddock keeper`` on every lab host (the nemesis's :class:`Cluster`)."""
 
@@ -105,13 +96,7 @@ class KeeperCluster:
             "--client-port", str(CLIENT_PORT), "--client-host", self.lab.address(h),
             "--data-dir", str(d / "data"),
         ]  # fmt: skip
-        log = open(d / "keeper.log", "ab")  # noqa: SIM115 - owned by the child
-        try:
-            self.procs[h] = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
-            )
-        finally:
-            log.close()
+        self.procs[h] = common.spawn(argv, d / "keeper.log")
 
     def kill(self, h: int) -> None:
         p = self.procs.get(h)
@@ -204,24 +189,22 @@ class KeeperCluster:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _wait(cond: Any, timeout: float, step: float = 0.25) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return False
-
-
 def longest_gap(events: list[dict[str, Any]], duration: float) -> float:
     """The longest time (s) without any acknowledged operation during the run."""
-    times = [0.0, *sorted(e["t"] / 1e9 for e in events if e["type"] == "ok"), duration]
-    times = [min(max(t, 0.0), duration) for t in times]
-    return round(max(b - a for a, b in itertools.pairwise(times)), 2)
+    return common.longest_gap_between(
+        sorted(e["t"] / 1e9 for e in events if e["type"] == "ok"), duration
+    )
 
 
-def _sigterm(_signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt("SIGTERM")
+def _keeper_workload(
+    cluster: KeeperCluster, command: str, gens: int, *more: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``workload_keeper setup|verify`` on host 1 against every keeper, to its end."""
+    argv = [
+        *cluster.lab.exec_prefix(1), *_python(), "-m", "paddock.chaos.workload_keeper", command,
+        "--hosts", cluster.hosts_string(), "--gens", str(gens), "--keys", str(KEYS), *more,
+    ]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def run(cfg: RunConfig) -> RunResult | ClusterRunResult:
@@ -235,18 +218,9 @@ def run(cfg: RunConfig) -> RunResult | ClusterRunResult:
 def run_keeper(cfg: RunConfig) -> RunResult:
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
-    logf = open(out / "run.log", "a", buffering=1)  # noqa: SIM115 - closed below
-
-    def log(msg: str) -> None:
-        logf.write(msg + "\n")
-        if not cfg.quiet:
-            print(msg, flush=True)
-
+    log = common.RunLog(out, cfg.quiet)
     lab = Lab(cfg.hosts)
     cluster = KeeperCluster(lab, out)
-    old_handler = None
-    with contextlib.suppress(ValueError):  # not the main thread: no handler
-        old_handler = signal.signal(signal.SIGTERM, _sigterm)
     gens = int(cfg.time // KEY_PERIOD) + 2
     workers: list[subprocess.Popen[bytes]] = []
     history_files: list[Path] = []
@@ -254,40 +228,19 @@ def run_keeper(cfg: RunConfig) -> RunResult:
     leaders: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
     figures: dict[str, Any] = {"hosts": cfg.hosts, "time": cfg.time, "seed": cfg.seed}
-    try:
+    with common.lab_session(lab, cluster, workers):
         lab.create()
         log(f"lab: {cfg.hosts} hosts {[lab.address(h) for h in range(1, cfg.hosts + 1)]}")
         for h in range(1, cfg.hosts + 1):
             cluster.start(h)
-        if not _wait(cluster.healthy, cfg.start_timeout):
+        if not common.wait_for(cluster.healthy, cfg.start_timeout):
             raise RuntimeError(f"keeper cluster not serving after {cfg.start_timeout}s")
         log(f"keeper serving: {cluster.modes()}")
-        setup = subprocess.run(
-            [
-                *lab.exec_prefix(1),
-                *_python(),
-                "-m",
-                "paddock.chaos.workload_keeper",
-                "setup",
-                "--hosts",
-                cluster.hosts_string(),
-                "--gens",
-                str(gens),
-                "--keys",
-                str(KEYS),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        setup = _keeper_workload(cluster, "setup", gens, timeout=60)
         if setup.returncode != 0:
             raise RuntimeError(f"workload setup failed: {setup.stderr[-2000:]}")
         start_ns = time.monotonic_ns()
-
-        def clock() -> float:
-            return (time.monotonic_ns() - start_ns) / 1e9
-
+        clock = common.clock_since(start_ns)
         total_clients = cfg.hosts * CLIENTS_PER_HOST
         for h in range(1, cfg.hosts + 1):
             path = out / f"history-h{h}.jsonl"
@@ -308,14 +261,7 @@ def run_keeper(cfg: RunConfig) -> RunResult:
                 *lab.exec_prefix(h), *_python(), "-m", "paddock.chaos.workload_keeper", "work",
                 "--spec", spec.to_json(),
             ]  # fmt: skip
-            with open(out / f"worker-h{h}.log", "ab") as wlog:
-                workers.append(
-                    subprocess.Popen(
-                        argv, stdout=wlog, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
-                    )
-                )
-        schedule = plan(cfg.seed, cfg.time, cfg.nemesis, cfg.hosts)
-        nemesis = Nemesis(lab, cluster, schedule, clock, log)
+            workers.append(common.spawn(argv, out / f"worker-h{h}.log"))
         last_sample = [-1.0]
 
         def sample() -> None:
@@ -324,22 +270,16 @@ def run_keeper(cfg: RunConfig) -> RunResult:
                 last_sample[0] = now
                 leaders.append({"t": now, "modes": cluster.modes()})
 
-        log(f"workload started; {len(schedule)} faults planned (seed {cfg.seed})")
-        try:
-            nemesis.run(cfg.time, sample)
-        finally:
-            faults = [r.to_json() for r in nemesis.records]
-            cluster.heal()
-            lab.heal()
+        faults = common.inject_faults(cfg, lab, cluster, clock, log, sample)
         heal_t = clock()
-        recovered = _wait(cluster.healthy, cfg.recovery_timeout)
+        recovered = common.wait_for(cluster.healthy, cfg.recovery_timeout)
         figures["recovery_s"] = round(clock() - heal_t, 2) if recovered else None
         modes_after = cluster.modes()
         log(f"healed at {heal_t:.1f}s; recovered: {recovered} {modes_after}")
         if not recovered:
             stuck = {h: m for h, m in modes_after.items() if m not in ("leader", "follower")}
             figures["not_recovered"] = {str(h): m for h, m in stuck.items()}
-        quorum = recovered or _wait(cluster.has_quorum, 10)
+        quorum = recovered or common.wait_for(cluster.has_quorum, 10)
         deadline = time.monotonic() + 20
         for w in workers:
             try:
@@ -349,50 +289,17 @@ def run_keeper(cfg: RunConfig) -> RunResult:
                 w.wait(5)
         if quorum:
             vpath = out / "final.json"
-            v = subprocess.run(
-                [
-                    *lab.exec_prefix(1),
-                    *_python(),
-                    "-m",
-                    "paddock.chaos.workload_keeper",
-                    "verify",
-                    "--hosts",
-                    cluster.hosts_string(),
-                    "--gens",
-                    str(gens),
-                    "--keys",
-                    str(KEYS),
-                    "--out",
-                    str(vpath),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=90,
-                check=False,
-            )
+            v = _keeper_workload(cluster, "verify", gens, "--out", str(vpath), timeout=90)
             if v.returncode == 0:
                 final = json.loads(vpath.read_text())
             else:
                 log(f"final read-back failed: {v.stderr[-2000:]}")
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    w.wait(5)
-        cluster.stop_all()
-        lab.destroy()
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
     events: list[dict[str, Any]] = []
     for i, path in enumerate(history_files):
         if path.exists():
-            for line in path.read_text().splitlines():
-                with contextlib.suppress(json.JSONDecodeError):  # a torn last line
-                    ev = json.loads(line)
-                    ev["w"] = i + 1
-                    ev["t"] = ev["t"] - start_ns
-                    events.append(ev)
+            for ev in common.read_events(path, start_ns):
+                ev["w"] = i + 1
+                events.append(ev)
     if final is not None:
         final["t_start"] = final["t_start"] - start_ns
     events.sort(key=lambda e: e["t"])
@@ -409,12 +316,11 @@ def run_keeper(cfg: RunConfig) -> RunResult:
             )
         )
     figures["faults"] = len(faults)
-    figures["operations"] = sum(1 for e in events if e["type"] == "invoke")
-    figures["ok"] = sum(1 for e in events if e["type"] == "ok")
+    figures.update(common.operation_counts(events))
     figures["anomalies"] = len(result.anomalies)
     figures["longest_gap_s"] = longest_gap(events, cfg.time)
     rr = RunResult(out, result, faults, leaders, figures)
     report.write(rr, events)
     log(report.text(rr))
-    logf.close()
+    log.close()
     return rr

@@ -1,21 +1,20 @@
 """One chaos run of the ``cluster`` workload: the whole cluster on the lab's hosts.
 
 Same shape as the keeper run (:mod:`paddock.chaos.runner`): one ``try/finally``
-around lab, daemons and workload so everything is gone when it ends, every wait
-bounded. The workload process lives in the observer namespace (never faulted); the
-nemesis kills, pauses, cuts and slows the hosts running keeper, master, marathon and
-agent processes (:mod:`paddock.chaos.cluster_procs`). After ``--time`` everything is
-healed and the workload waits (at most ``recovery_timeout``) for the apps to
-converge; then the daemons are stopped, their logs read for leadership intervals,
-and the history checked (:mod:`paddock.chaos.checker_cluster`).
+(:func:`~paddock.chaos.runner_common.lab_session`) around lab, daemons and workload
+so everything is gone when it ends, every wait bounded. The workload process lives
+in the observer namespace (never faulted); the nemesis kills, pauses, cuts and slows
+the hosts running keeper, master, marathon and agent processes
+(:mod:`paddock.chaos.cluster_procs`). After ``--time`` everything is healed and the
+workload waits (at most ``recovery_timeout``) for the apps to converge; then the
+daemons are stopped, their logs read for leadership intervals, and the history
+checked (:mod:`paddock.chaos.checker_cluster`). The parts both runs share are in
+:mod:`paddock.chaos.runner_common`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -24,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paddock.chaos import checker_cluster, report_cluster
-from paddock.chaos.cluster_procs import DaemonCluster, _die_with_parent
+from paddock.chaos import runner_common as common
+from paddock.chaos.cluster_procs import DaemonCluster
 from paddock.chaos.hosts import Lab
-from paddock.chaos.nemesis import Nemesis, plan
 from paddock.chaos.workload_cluster import ClusterSpec
 
 if TYPE_CHECKING:
@@ -45,35 +44,13 @@ class ClusterRunResult:
         return self.check.ok
 
 
-def _wait(cond: Any, timeout: float, step: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return False
-
-
-def _sigterm(_signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt("SIGTERM")
-
-
 def run_cluster(cfg: RunConfig) -> ClusterRunResult:
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
-    logf = open(out / "run.log", "a", buffering=1)  # noqa: SIM115 - closed below
-
-    def log(msg: str) -> None:
-        logf.write(msg + "\n")
-        if not cfg.quiet:
-            print(msg, flush=True)
-
+    log = common.RunLog(out, cfg.quiet)
     lab = Lab(cfg.hosts, observer=True)
     cluster = DaemonCluster(lab, out)
-    old_handler = None
-    with contextlib.suppress(ValueError):  # not the main thread: no handler
-        old_handler = signal.signal(signal.SIGTERM, _sigterm)
-    worker: subprocess.Popen[bytes] | None = None
+    workers: list[subprocess.Popen[bytes]] = []  # the workload process, once started
     history_path = out / "history-cluster.jsonl"
     faults: list[dict[str, Any]] = []
     figures: dict[str, Any] = {
@@ -88,7 +65,7 @@ def run_cluster(cfg: RunConfig) -> ClusterRunResult:
     wall0 = time.time()
     end_t = cfg.time
     heal_t: float | None = None
-    try:
+    with common.lab_session(lab, cluster, workers):
         lab.create()
         log(
             f"lab: {cfg.hosts} hosts; keeper+master+marathon on {cluster.master_hosts}, "
@@ -102,16 +79,13 @@ def run_cluster(cfg: RunConfig) -> ClusterRunResult:
             cluster.supervise()
             return cluster.healthy()
 
-        if not _wait(up, max(cfg.start_timeout, 120.0)):
+        if not common.wait_for(up, max(cfg.start_timeout, 120.0), step=0.5):
             raise RuntimeError("cluster not up (leading master with every agent, marathon)")
         figures["startup_s"] = round(time.monotonic() - t0, 1)
         log(f"cluster up in {figures['startup_s']}s: master leader h{cluster.master_leader()}")
         start_ns = time.monotonic_ns()
         wall0 = time.time()
-
-        def clock() -> float:
-            return (time.monotonic_ns() - start_ns) / 1e9
-
+        clock = common.clock_since(start_ns)
         history_path.unlink(missing_ok=True)
         spec = ClusterSpec(
             marathons=cluster.marathons(),
@@ -127,19 +101,9 @@ def run_cluster(cfg: RunConfig) -> ClusterRunResult:
             "ip", "netns", "exec", lab.observer_ns, sys.executable, "-m",
             "paddock.chaos.workload_cluster", "work", "--spec", spec.to_json(),
         ]  # fmt: skip
-        with open(out / "worker-cluster.log", "ab") as wlog:
-            worker = subprocess.Popen(
-                argv, stdout=wlog, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
-            )
-        schedule = plan(cfg.seed, cfg.time, cfg.nemesis, cfg.hosts)
-        nemesis = Nemesis(lab, cluster, schedule, clock, log)
-        log(f"workload started; {len(schedule)} faults planned (seed {cfg.seed})")
-        try:
-            nemesis.run(cfg.time, cluster.supervise)
-        finally:
-            faults = [r.to_json() for r in nemesis.records]
-            cluster.heal()
-            lab.heal()
+        worker = common.spawn(argv, out / "worker-cluster.log")
+        workers.append(worker)
+        faults = common.inject_faults(cfg, lab, cluster, clock, log, cluster.supervise)
         heal_t = clock()
         log(f"healed at {heal_t:.1f}s; waiting for the apps to converge")
         deadline = time.monotonic() + cfg.recovery_timeout + 60
@@ -149,15 +113,6 @@ def run_cluster(cfg: RunConfig) -> ClusterRunResult:
         if worker.poll() is None:
             log("workload did not end in time: killed")
         end_t = clock()
-    finally:
-        if worker is not None and worker.poll() is None:
-            worker.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.wait(5)
-        cluster.stop_all()
-        lab.destroy()
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
 
     history, samples, final, converged_at = load_history(history_path, start_ns)
     deaths: dict[int, list[float]] = {h: [] for h in range(1, cfg.hosts + 1)}
@@ -185,8 +140,7 @@ def run_cluster(cfg: RunConfig) -> ClusterRunResult:
     figures["start_ns"] = start_ns
     figures["wall0"] = wall0
     figures["faults"] = len(faults)
-    figures["operations"] = sum(1 for e in history if e["type"] == "invoke")
-    figures["ok"] = sum(1 for e in history if e["type"] == "ok")
+    figures.update(common.operation_counts(history))
     figures["samples"] = len(samples)
     figures["tasks_seen"] = result.tasks_seen
     figures["anomalies"] = len(result.anomalies)
@@ -199,7 +153,7 @@ def run_cluster(cfg: RunConfig) -> ClusterRunResult:
     rr = ClusterRunResult(out, result, faults, figures)
     report_cluster.write(rr, history, samples)
     log(report_cluster.text(rr))
-    logf.close()
+    log.close()
     return rr
 
 
@@ -212,18 +166,15 @@ def load_history(
     final: dict[str, Any] | None = None
     converged_at: float | None = None
     if path.exists():
-        for line in path.read_text().splitlines():
-            with contextlib.suppress(json.JSONDecodeError):  # a torn last line
-                ev = json.loads(line)
-                ev["t"] = ev["t"] - start_ns
-                if ev["type"] == "sample":
-                    samples.append(ev)
-                elif ev["type"] == "converged":
-                    final = ev["final"]
-                    final["t"] = final["t"] - start_ns
-                    converged_at = ev["t"] / 1e9
-                elif "f" in ev:
-                    history.append(ev)
+        for ev in common.read_events(path, start_ns):
+            if ev["type"] == "sample":
+                samples.append(ev)
+            elif ev["type"] == "converged":
+                final = ev["final"]
+                final["t"] = final["t"] - start_ns
+                converged_at = ev["t"] / 1e9
+            elif "f" in ev:
+                history.append(ev)
     history.sort(key=lambda e: e["t"])
     return history, samples, final, converged_at
 
@@ -257,14 +208,12 @@ def fault_recovery(
         end = f["end"] if f["end"] is not None else f["start"]
         nxt = next((t for t in oks if t >= end), None)
         after.append(None if nxt is None else round(nxt - end, 2))
-    times = [0.0, *(min(max(t, 0.0), duration) for t in oks), duration]
-    gap = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
     known = sorted(a for a in after if a is not None)
     return {
         "after_fault_s": after,
         "after_fault_median_s": known[len(known) // 2] if known else None,
         "after_fault_max_s": known[-1] if known else None,
-        "longest_gap_s": round(gap, 2),
+        "longest_gap_s": common.longest_gap_between(oks, duration),
     }
 
 
