@@ -11,8 +11,9 @@ Modules, outside in:
   builds what it tells the master (AgentInfo, Task, REGISTER);
 * ``containerizers`` picks a task's runner: ``launcher`` (a process), ``custom_executor``
   or ``docker_containerizer`` (DOCKER containers through the Docker Engine API,
-  ``docker_spec`` translating the TaskInfo, ``docker_recovery`` reattaching after a
-  restart and removing orphan containers);
+  ``docker_engine`` the client and container handle, ``docker_spec`` translating the
+  TaskInfo, ``docker_recovery`` reattaching after a restart and removing orphan
+  containers);
 * ``custom_executor`` runs tasks that carry an ExecutorInfo under that executor (one
   process per executor id, ``executor_run`` its record and environment; the manager's
   parts: ``executor_base`` its state, ``executor_protocol`` the subscribed executor's

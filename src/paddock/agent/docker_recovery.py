@@ -5,7 +5,7 @@ TaskInfo is a DOCKER container (its checkpoint holds the ``container_id`` once t
 container was created), then once to remove orphans.
 
 * ``--recover=reconnect``: a container that is still there is followed again with the
-  same :class:`~paddock.agent.docker_containerizer.DockerContainer` (same container,
+  same :class:`~paddock.agent.docker_engine.DockerContainer` (same container,
   not restarted): the task stays ``TASK_RUNNING``, its logs are copied on from where the
   sandbox files stopped, its real exit status is reported (a container that ended while
   the agent was down is reported at once), and a kill stops it.
@@ -25,16 +25,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from paddock.agent.docker_containerizer import (
-    DockerContainer,
-    DockerUnavailable,
-    blocking,
     container_of,
-    docker_client,
     docker_task_environment,
     follow_container,
     guard_runner,
     task_container,
 )
+from paddock.agent.docker_engine import DockerContainer, DockerUnavailable, blocking, docker_client
 from paddock.agent.docker_spec import LABEL_PREFIX, SpecError
 
 if TYPE_CHECKING:
