@@ -50,6 +50,15 @@ sys.path.insert(0, str(ROOT / "tests" / "master"))
 
 from clients import HOST, AgentProcess, MasterProcess, elected, wait_until  # noqa: E402
 
+from _common import (  # noqa: E402
+    commit,
+    cpu_seconds,
+    loadavg,
+    print_log_tails,
+    start_agent,
+    stop_cluster,
+)
+from _common import main as bench_main  # noqa: E402
 from paddock.recordio import RecordIODecoder  # noqa: E402
 from paddock.testing import zk_ensemble  # noqa: E402
 
@@ -241,21 +250,6 @@ def fits(offer: dict[str, Any]) -> int:
 # ---------------------------------------------------------------- measurements
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(own user+system, reaped children's user+system) of a live process, seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0, 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    # After ")": state(0) ... utime(11) stime(12) cutime(13) cstime(14)
-    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
 def percentiles(xs: list[float]) -> dict[str, float]:
     s = sorted(xs)
 
@@ -285,17 +279,7 @@ class BenchAgent(AgentProcess):
     slow, and the duplicates add load) and registration backoff (1 s)."""
 
     def start(self) -> BenchAgent:
-        cmd = [
-            sys.executable, "-m", "paddock.cli.main", "agent",
-            "--master", self.master, "--port", str(self.port), "--work-dir", str(self.work_dir),
-            "--ip", HOST, "--hostname", HOST, "--resources", self.resources,
-            "--attributes", "rack:r1", "--no-cgroups", "--log-level", "WARNING",
-        ]  # fmt: skip
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
+        start_agent(self, "--attributes", "rack:r1", "--no-cgroups", "--log-level", "WARNING")
         return self
 
 
@@ -542,20 +526,6 @@ async def agent_update_counters(agents: list[AgentProcess]) -> dict[str, float]:
 # ---------------------------------------------------------------- the run
 
 
-def commit() -> str:
-    if os.environ.get("PADDOCK_BENCH_COMMIT"):  # a run from an exported tree (git archive)
-        return os.environ["PADDOCK_BENCH_COMMIT"]
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
-        ).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD")
-    dirty = git("status", "--porcelain", "--", "src/paddock/agent", "src/paddock/master")
-    return head + (" (+uncommitted agent/master changes)" if dirty else "")
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {
         "commit": commit(),
@@ -646,15 +616,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f"ratio {tp['seconds'] / floor_s:.1f}x; CPU s {result['throughput_cpu']}"
         )
     except BaseException:
-        for p in [*masters, *agents]:
-            print(f"--- {p.log_path.name}\n{p.log_tail(20)}", file=sys.stderr)
+        print_log_tails([*masters, *agents], 20)
         raise
     finally:
-        await fw.close()
-        for a in agents:
-            a.kill()
-        for m in masters:
-            m.kill()
+        await stop_cluster(fw, masters, agents)
         tree.remove()
         ens.stop()
         if not args.keep:
@@ -673,12 +638,7 @@ def main() -> None:
     p.add_argument("--slots-per-agent", type=int, default=20, help="tasks one agent fits")
     p.add_argument("--allocation-interval", default="1s", help="masters' flag (Mesos: 1s)")
     p.add_argument("--idle-seconds", type=float, default=10, help="idle CPU baseline window")
-    p.add_argument("--json", help="also write the figures to this file")
-    p.add_argument("--keep", action="store_true", help="keep the work directory")
-    args = p.parse_args()
-    result = asyncio.run(run(args))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    bench_main(p, run, keep_help="keep the work directory")
 
 
 if __name__ == "__main__":

@@ -52,9 +52,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "master"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from clients import HOST, AgentProcess, MasterProcess, elected, wait_until  # noqa: E402
+from clients import AgentProcess, MasterProcess, elected, wait_until  # noqa: E402
 
-from launch_bench import Framework, commit, loadavg  # noqa: E402
+from _common import commit, loadavg, print_log_tails, start_agent, stop_cluster  # noqa: E402
+from _common import main as bench_main  # noqa: E402
+from launch_bench import Framework  # noqa: E402
 from paddock.master.config import parse_duration  # noqa: E402
 from paddock.testing import zk_ensemble  # noqa: E402
 
@@ -70,17 +72,7 @@ class BenchAgent(AgentProcess):
         self.backoff = backoff
 
     def start(self) -> BenchAgent:
-        cmd = [
-            sys.executable, "-m", "paddock.cli.main", "agent",
-            "--master", self.master, "--port", str(self.port), "--work-dir", str(self.work_dir),
-            "--ip", HOST, "--hostname", HOST, "--resources", self.resources, "--no-cgroups",
-            "--registration-backoff-factor", str(self.backoff),
-        ]  # fmt: skip
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
+        start_agent(self, "--no-cgroups", "--registration-backoff-factor", str(self.backoff))
         return self
 
 
@@ -264,15 +256,10 @@ async def run_config(kind: str, timeout_s: str, args: argparse.Namespace) -> lis
             line = ", ".join(f"{k} {r[k]:.2f}" for k in STAGES if k in r)
             print(f"  {kind} {timeout_s} (tick {tick} ms) trial {n + 1}: {line}", flush=True)
     except BaseException:
-        for p in [*masters, *agents]:
-            print(f"--- {p.log_path.name}\n{p.log_tail(25)}", file=sys.stderr)
+        print_log_tails([*masters, *agents], 25)
         raise
     finally:
-        await fw.close()
-        for a in agents:
-            a.kill()
-        for m in masters:
-            m.kill()
+        await stop_cluster(fw, masters, agents)
         with contextlib.suppress(Exception):
             watch.stop()
         ens.stop()
@@ -314,12 +301,7 @@ def main() -> None:
     p.add_argument("--tick-ms", type=int, default=0, help="coordination tickTime (default: T/4)")
     p.add_argument("--registration-backoff", type=float, default=1.0, help="agents' flag")
     p.add_argument("--master-flag", action="append", default=[], help="extra master flag")
-    p.add_argument("--json", help="also write the figures to this file")
-    p.add_argument("--keep", action="store_true", help="keep the work directories (logs)")
-    args = p.parse_args()
-    report = asyncio.run(main_async(args))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    bench_main(p, main_async, keep_help="keep the work directories (logs)")
 
 
 if __name__ == "__main__":
