@@ -226,6 +226,7 @@ async def test_executor_stays_allocated_without_tasks_until_it_exits(master):
     assert _used(master, agent.id) == (0.0, 0.0)
     assert set(_views_used(master, agent.id, fw.id).values()) == {(0.0, 0.0)}
     assert get_executors(master)["executors"] == []
+    assert master.metrics_snapshot(True)["master/messages_exited_executor"] == 1.0
     # The whole agent comes back in the next offer.
     assert _scalars(_offer(master, fstream)["resources"]) == (2.0, 1024.0)
     # A repeated (or unknown) exit changes nothing.

@@ -231,6 +231,7 @@ class Master(FrameworkMixin, AgentMixin):
             "master/mem_total": total_mem,
             "master/mem_used": used_mem,
             "master/valid_status_updates": float(c["status_updates_received"]),
+            "master/messages_exited_executor": float(c["messages_exited_executor"]),
             "allocator/mesos/allocation_runs": float(c["allocation_runs"]),
             "allocator/mesos/allocation_run_ms": c["allocation_run_us"] / 1000.0,
         }
