@@ -131,12 +131,17 @@ def _views_used(m: Master, agent_id: str, fw_id: str) -> dict[str, tuple[float, 
     slave = next(s for s in state["slaves"] if s["id"] == agent_id)
     fw = next(f for f in state["frameworks"] if f["id"] == fw_id)
     metrics = m.metrics_snapshot(True)
-    v1 = get_state(m)["get_agents"]["agents"][0]
+    v1 = get_state(m)
+    (v1_agent,) = v1["get_agents"]["agents"]
+    (v1_fw,) = [
+        f for f in v1["get_frameworks"]["frameworks"] if f["framework_info"]["id"]["value"] == fw_id
+    ]
     return {
         "slave": (slave["used_resources"]["cpus"], slave["used_resources"]["mem"]),
         "framework": (fw["used_resources"]["cpus"], fw["used_resources"]["mem"]),
         "metrics": (metrics["master/cpus_used"], metrics["master/mem_used"]),
-        "v1_agent": _scalars(v1["allocated_resources"]),
+        "v1_agent": _scalars(v1_agent["allocated_resources"]),
+        "v1_framework": _scalars(v1_fw["allocated_resources"]),
     }
 
 

@@ -234,13 +234,20 @@ class Framework:
         caps = self.info.get("capabilities") or []
         return any(isinstance(c, dict) and c.get("type") == "PARTITION_AWARE" for c in caps)
 
-    def to_classic(self, offered: Resources) -> dict[str, Any]:
-        used = Resources()
+    def used_by_role(self) -> dict[str, Resources]:
+        """Allocated to its live tasks and its executors (each once), per role."""
+        out: dict[str, Resources] = {}
         for t in self.tasks.values():
             if not t.terminal and t.state != "TASK_UNREACHABLE":
-                used = used + t.resources
+                out[t.role] = out.get(t.role, Resources()) + t.resources
         for ex in self.executors.values():
-            used = used + ex.resources
+            out[ex.role] = out.get(ex.role, Resources()) + ex.resources
+        return out
+
+    def to_classic(self, offered: Resources) -> dict[str, Any]:
+        used = Resources()
+        for res in self.used_by_role().values():
+            used = used + res
         return {
             "id": self.id,
             "name": self.name,

@@ -37,7 +37,9 @@ def framework_entry(m: MasterBase, f: Framework) -> dict[str, Any]:
         "recovered": False,
         "registered_time": _ns(f.registered_time),
         "offers": [],
-        "allocated_resources": [],
+        "allocated_resources": [
+            r for role, res in f.used_by_role().items() for r in res.to_json(allocation_role=role)
+        ],
         "offered_resources": m.offered_to(f).to_json(),
     }
 
