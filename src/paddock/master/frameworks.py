@@ -547,16 +547,13 @@ class FrameworkMixin(MasterBase):
         tid = _id_of(body.get("task_id"), "task_id")
         task = fw.tasks.get(tid)
         if task is None:
-            status = {
-                "task_id": vid(tid),
-                "state": "TASK_UNKNOWN" if fw.partition_aware else "TASK_LOST",
-                "reason": "REASON_RECONCILIATION",
-                "message": "Attempted to kill an unknown task",
-                "source": "SOURCE_MASTER",
-                "timestamp": time.time(),
-            }
-            if fw.stream is not None:
-                fw.stream.send({"type": "UPDATE", "update": {"status": status}})
+            # As Mesos's Master::kill: reconcile the task explicitly. Above all, say nothing
+            # while its agent may still re-register with it after a failover: a
+            # TASK_UNKNOWN now would make the framework forget a task that keeps running.
+            item: dict[str, Any] = {"task_id": vid(tid)}
+            if isinstance(body.get("agent_id"), dict):
+                item["agent_id"] = body["agent_id"]
+            self.reconcile(fw, {"tasks": [item]})
             return
         agent = self.agents.get(task.agent_id)
         if agent is None or agent.stream is None:
