@@ -51,7 +51,7 @@ from paddock.marathon.models import (
 from paddock.marathon.planner import DeploymentPlan, build_plan, revert_root
 from paddock.marathon.scheduler_iface import MarathonCore
 from paddock.marathon.service_ports import NoFreePorts, assign_service_ports
-from paddock.marathon.store import MarathonStore, StoreConflict
+from paddock.marathon.store import MarathonStore, StoreConflict, StoreCorrupt
 from paddock.marathon.validation import checked_app
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,7 @@ class MarathonService:
         self._root = RootGroup.empty()
         self._token = 0
         self._running: dict[str, RunningDeployment] = {}
+        self._unremoved: set[str] = set()  # finished deployments whose record removal failed
         self._last_version = ""
 
     # -- life cycle ------------------------------------------------------------------
@@ -146,9 +147,30 @@ class MarathonService:
         self._root, self._token = self.store.load_root()
         running: dict[str, RunningDeployment] = {}
         for stored in self.store.deployments():
-            plan = self.store.plan_of(stored)
+            try:
+                plan = self.store.plan_of(stored)
+            except (KeyError, StoreCorrupt) as exc:
+                # A record whose roots are gone cannot be resumed; keeping it would stop
+                # every leader from taking over. The current root stays the truth, and
+                # the scheduler converges to it without the plan.
+                log.error("dropping deployment %s: its plan cannot be rebuilt (%s)",
+                          stored.id, exc)  # fmt: skip
+                self._remove_record(stored.id)
+                continue
             running[plan.id] = RunningDeployment(plan, stored.current_step)
         self._running = running
+
+    def _remove_record(self, dep_id: str) -> None:
+        """Remove a finished deployment's record; if the coordination service fails, the
+        removal is retried after the next commit (and the record's roots are kept)."""
+        try:
+            self.store.remove_deployment(dep_id)
+        except Exception as exc:  # kazoo's ConnectionLoss, SessionExpired, timeouts...
+            log.warning("removing deployment record %s failed (%r); retrying later",
+                        dep_id, exc)  # fmt: skip
+            self._unremoved.add(dep_id)
+        else:
+            self._unremoved.discard(dep_id)
 
     # -- ids and versions ------------------------------------------------------------
 
@@ -274,6 +296,8 @@ class MarathonService:
         keep |= {plan.original.version}
         touched = set(plan.original.apps) ^ set(plan.target.apps)
         touched |= {a for a, app in plan.target.apps.items() if plan.original.app(a) != app}
+        for dep_id in sorted(self._unremoved - set(self._running)):
+            self._remove_record(dep_id)
         try:
             self.store.prune(keep_roots=keep, app_ids=touched)
         except Exception:
@@ -601,7 +625,7 @@ class MarathonService:
     def deployment_finished(self, plan_id: str, success: bool, reason: str = "") -> None:
         with self._lock:
             running = self._running.pop(plan_id, None)
-            self.store.remove_deployment(plan_id)
+            self._remove_record(plan_id)
             if running is None:
                 return
             plan_json = running.plan  # rendered lazily by the event stream

@@ -312,12 +312,16 @@ class MarathonStore:
         """Delete root snapshots beyond the newest ``max_versions`` and app versions beyond
         each app's newest ``max_versions`` (all apps, or only ``app_ids``).
 
-        Never deletes the current root, a kept root (running deployments), or an app
+        Never deletes the current root, a kept root (running deployments), the roots of
+        any deployment record in the store, or an app
         version that any retained root references (so every retained root can still be
         rolled back to). Returns how many znodes were deleted.
         """
         current, _ = self.load_root()
-        keep = {v for v in (current.version, *keep_roots) if v}
+        # Also the roots of every stored deployment record, whoever wrote it: a record
+        # whose removal failed (or a dead leader's) must stay loadable by the next leader.
+        stored = [(d.original_version, d.target_version) for d in self.deployments()]
+        keep = {v for v in (current.version, *keep_roots, *(v for p in stored for v in p)) if v}
         roots = self.root_versions()
         retained = set(roots[: self.max_versions]) | keep
         deleted = 0
