@@ -20,10 +20,14 @@ from .clients import elected, wait_until
 from .conftest import start_or_skip
 
 FAST = ("--allocation-interval", "0.1s", "--zk-session-timeout", "2s")
+# m0's replica znode must outlive m0 until m1 and m2 have started and seen it; under
+# load two master start-ups can take longer than a 2 s session (the test then formed
+# the membership without m0 and failed), so m0's session is longer.
+SLOW_EXPIRY = ("--allocation-interval", "0.1s", "--zk-session-timeout", "12s")
 
 
 def test_a_master_killed_before_the_membership_formed_rejoins(masters):
-    zk_single = start_or_skip("zookeeper", 1, tick_ms=500)
+    zk_single = start_or_skip("zookeeper", 1, tick_ms=1000)  # sessions of 2 s to 20 s
     masters.cleanups.append(zk_single.stop)
     zk = KazooClient(hosts=zk_single.hosts)
     zk.start()
@@ -37,7 +41,7 @@ def test_a_master_killed_before_the_membership_formed_rejoins(masters):
         return sorted(c for c in zk.get_children(replicas) if c.startswith("replica_"))
 
     # m0 registers its replica, then dies before anyone else is there.
-    m0 = masters.start(zk_url, 2, "m0", *FAST)
+    m0 = masters.start(zk_url, 2, "m0", *SLOW_EXPIRY)
     wait_until(lambda: live_replicas() == ["replica_1"], 60, "m0's replica")
     m0.kill(signal.SIGKILL)
     # m1 and m2 form the membership with m0's not yet expired replica znode.
@@ -48,7 +52,7 @@ def test_a_master_killed_before_the_membership_formed_rejoins(masters):
     assert len(recorded) == 3 and "1" in recorded  # m0 (replica 1) is a member
     # One of them dies too; once its session is gone only two replicas are live.
     m1.kill(signal.SIGKILL)
-    wait_until(lambda: len(live_replicas()) == 1, 30, "m0's and m1's replica znodes to expire")
+    wait_until(lambda: len(live_replicas()) == 1, 60, "m0's and m1's replica znodes to expire")
     # m0 comes back: it adopts the recorded membership, so m0 + m2 are a quorum again.
     m0.start()
     wait_until(lambda: elected([m0, m2]), 60, "a leader with m0 back")
