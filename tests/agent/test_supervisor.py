@@ -289,8 +289,10 @@ async def test_a_burst_of_launches_with_big_environments_is_all_answered(tmp_pat
 
 
 async def test_a_kill_in_progress_is_remembered_across_a_reattach(tmp_path, zygote):
-    t = shell(tmp_path, zygote, "trap '' TERM; while true; do sleep 0.05; done")
+    t = shell(tmp_path, zygote, "trap '' TERM; touch ready; while true; do sleep 0.05; done")
     await t.start()
+    # SIGTERM before the shell has set its trap would end it at once (-SIGTERM): wait.
+    await _until(lambda: (t.sandbox / "ready").exists())
     first = asyncio.ensure_future(t.kill(grace=60))  # SIGTERM is ignored: a long grace
     await _until(lambda: Path(f"{t.outcome_path}.kill").exists())
     first.cancel()  # "the agent died" mid-kill
