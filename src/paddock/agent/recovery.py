@@ -22,7 +22,6 @@ A graceful stop (SIGTERM) kills the tasks itself, so only crashes leave processe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -34,7 +33,8 @@ from paddock.agent.daemon import Agent, Task
 from paddock.agent.docker_recovery import recover_container_task, remove_orphan_containers
 from paddock.agent.recovery_util import proc_start_ticks
 from paddock.agent.supervised import SupervisedTask
-from paddock.agent.tasks import AdoptedProcess
+from paddock.agent.task_outcome import agent_restarted_end
+from paddock.agent.tasks import AdoptedProcess, signal_group
 from paddock.agent.zygote import ZygoteError
 
 log = logging.getLogger(__name__)
@@ -126,18 +126,11 @@ async def _recover_task(
     if alive:
         assert isinstance(pid, int)
         log.warning("killing task %s's process group %d left by a previous run", task_id, pid)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-    agent.report_status(
-        task,
-        "TASK_LOST",
-        source="SOURCE_AGENT",
-        reason="REASON_AGENT_RESTARTED",
-        message=(
-            f"The agent restarted (--recover={agent.config.recover}) and "
-            + ("killed the task's process" if alive else "found the task's process gone")
-        ),
-    )
+        signal_group(pid, signal.SIGKILL)
+    agent_restarted_end(
+        f"(--recover={agent.config.recover}) and "
+        + ("killed the task's process" if alive else "found the task's process gone")
+    ).report(agent, task)
     return None
 
 
@@ -175,13 +168,7 @@ def _recover_supervised(agent: Agent, task: Task, rec: dict[str, Any]) -> str | 
             "killing task %s's process group %s left by a previous run", task.task_id, proc.pid
         )
         proc.kill_now()  # its supervisor records the end and exits
-        agent.report_status(
-            task,
-            "TASK_LOST",
-            source="SOURCE_AGENT",
-            reason="REASON_AGENT_RESTARTED",
-            message="The agent restarted (--recover=cleanup) and killed the task's process",
-        )
+        agent_restarted_end("(--recover=cleanup) and killed the task's process").report(agent, task)
         return None
     outcome = proc.load_outcome()
     if outcome.problem is None:  # it ended while the agent was down
@@ -191,12 +178,8 @@ def _recover_supervised(agent: Agent, task: Task, rec: dict[str, Any]) -> str | 
         report_outcome(agent, task, proc)
         return None
     proc.kill_now()  # no supervisor any more: nobody would report it
-    agent.report_status(
-        task,
-        "TASK_LOST",
-        source="SOURCE_AGENT",
-        reason="REASON_AGENT_RESTARTED",
-        message=f"The agent restarted and found the task's supervisor gone; {outcome.problem}",
+    agent_restarted_end(f"and found the task's supervisor gone; {outcome.problem}").report(
+        agent, task
     )
     return None
 

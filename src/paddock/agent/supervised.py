@@ -22,7 +22,7 @@ from typing import Any
 from paddock.agent.cgroups import TaskCgroup
 from paddock.agent.supervisor import SupervisorOutcome, proc_start_ticks, read_outcome
 from paddock.agent.task_user import TaskUser, chown_sandbox
-from paddock.agent.tasks import CommandSpec, LaunchError
+from paddock.agent.tasks import CommandSpec, LaunchError, signal_group, terminate_group
 from paddock.agent.zygote import Zygote, ZygoteError
 
 __all__ = ["SupervisedTask"]
@@ -198,10 +198,8 @@ class SupervisedTask:
             self._kill_group(signal.SIGKILL)
 
     def _kill_group(self, sig: int) -> None:
-        if self.task_pid is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.task_pid, sig)
+        if self.task_pid is not None:
+            signal_group(self.task_pid, sig)
 
     async def kill(self, grace: float) -> None:
         """SIGTERM the process group, wait ``grace`` seconds, SIGKILL the group.
@@ -214,14 +212,4 @@ class SupervisedTask:
         self.kill_requested = True
         if self.task_pid is None or self._exited.is_set():
             return
-        self._kill_group(signal.SIGTERM)
-        if grace > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace):
-                    await self._exited.wait()
-        if not self._exited.is_set():
-            self._kill_group(signal.SIGKILL)
-            if self.cgroup is not None:
-                for pid in self.cgroup.pids():
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
+        await terminate_group(self.task_pid, grace, self._exited, self.cgroup)

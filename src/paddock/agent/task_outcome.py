@@ -6,7 +6,8 @@ or adopted after an agent restart), a DOCKER container
 (:mod:`paddock.agent.docker_containerizer`) and the tasks of a custom executor
 (:mod:`paddock.agent.custom_executor`) all end the same few ways: killed by a failing
 health check, killed by the memory limit, killed on request, exited with a status, lost
-track of, or the agent's own bug.  The precedence between those and the strings a
+track of (also across an agent restart, :mod:`paddock.agent.recovery`), or the agent's
+own bug.  The precedence between those and the strings a
 framework sees are Mesos's API; written once here they cannot drift apart.
 
 Pure functions of what the runner observed; nothing here does I/O.  A runner reports the
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TaskEnd",
     "agent_error_end",
+    "agent_restarted_end",
     "command_end",
     "container_end",
     "executor_exit_message",
@@ -41,6 +43,7 @@ SOURCE_EXECUTOR = "SOURCE_EXECUTOR"
 EXECUTOR_TERMINATED = "REASON_EXECUTOR_TERMINATED"
 LIMITATION_MEMORY = "REASON_CONTAINER_LIMITATION_MEMORY"
 HEALTH_CHECK = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
+AGENT_RESTARTED = "REASON_AGENT_RESTARTED"
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,13 @@ def agent_error_end(doing: str, exc: BaseException) -> TaskEnd:
     return TaskEnd(
         "TASK_FAILED", f"agent error while {doing}: {exc}", EXECUTOR_TERMINATED, SOURCE_AGENT
     )
+
+
+def agent_restarted_end(how: str) -> TaskEnd:
+    """A restarted agent could not (or, with ``--recover=cleanup``, would not) take a
+    task of its earlier run back: Mesos reports it ``TASK_LOST`` with
+    ``REASON_AGENT_RESTARTED``.  ``how`` completes "The agent restarted ..."."""
+    return TaskEnd("TASK_LOST", f"The agent restarted {how}", AGENT_RESTARTED, SOURCE_AGENT)
 
 
 def memory_limit_end(memory: Mapping[str, Any] | None = None, *, what: str = "task") -> TaskEnd:

@@ -44,8 +44,10 @@ __all__ = [
     "command_spec",
     "describe_exit",
     "memory_limit_message",
+    "signal_group",
     "task_environment",
     "task_ports",
+    "terminate_group",
 ]
 
 
@@ -223,6 +225,37 @@ def describe_exit(
     return ExitOutcome("TASK_FAILED", msg, None, returncode)
 
 
+def signal_group(pgid: int, sig: int) -> None:
+    """Send ``sig`` to process group ``pgid``; a group that is gone (or not ours) is
+    not an error."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+async def terminate_group(
+    pgid: int, grace: float, exited: asyncio.Event, cgroup: TaskCgroup | None = None
+) -> None:
+    """Kill a task's process group the way Mesos kills a command task: SIGTERM the
+    group, give it ``grace`` seconds to end (``exited`` is set by whoever waits for the
+    task), then SIGKILL the group and every process still in ``cgroup`` (a child that
+    left the process group must not outlive the task).
+
+    The one kill sequence of every process runner (:class:`TaskProcess`,
+    :class:`AdoptedProcess`, :class:`~paddock.agent.supervised.SupervisedTask`)."""
+    signal_group(pgid, signal.SIGTERM)
+    if grace > 0:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await exited.wait()
+    if exited.is_set():
+        return
+    signal_group(pgid, signal.SIGKILL)
+    if cgroup is not None:
+        for pid in cgroup.pids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
 @dataclass
 class TaskProcess:
     """One running command. ``start`` then ``wait``; ``kill`` from anywhere."""
@@ -292,27 +325,15 @@ class TaskProcess:
         return rc
 
     def _kill_group(self, sig: int) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, sig)
+        if self.process is not None:
+            signal_group(self.process.pid, sig)
 
     async def kill(self, grace: float) -> None:
         """SIGTERM the process group, wait ``grace`` seconds, SIGKILL the group."""
         self.kill_requested = True
         if self.process is None or self._exited.is_set():
             return
-        self._kill_group(signal.SIGTERM)
-        if grace > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace):
-                    await self._exited.wait()
-        if not self._exited.is_set():
-            self._kill_group(signal.SIGKILL)
-            if self.cgroup is not None:
-                for pid in self.cgroup.pids():
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
+        await terminate_group(self.process.pid, grace, self._exited, self.cgroup)
 
 
 @dataclass
@@ -346,8 +367,7 @@ class AdoptedProcess:
             finally:
                 loop.remove_reader(fd)
                 os.close(fd)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+        signal_group(self.pid, signal.SIGKILL)
         if self.cgroup is not None:
             self.oom_killed = self.cgroup.oom_killed()
             await asyncio.to_thread(self.cgroup.destroy)
@@ -358,12 +378,5 @@ class AdoptedProcess:
         self.kill_requested = True
         if self._exited.is_set():
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGTERM)
-        if grace > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace):
-                    await self._exited.wait()
-        if not self._exited.is_set():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)
+        # its cgroup (if kept) is emptied by ``wait`` once the group leader is gone
+        await terminate_group(self.pid, grace, self._exited)
