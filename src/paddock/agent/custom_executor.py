@@ -26,6 +26,11 @@ Mesos semantics (``src/slave/slave.cpp``), kept where they matter to a framework
   terminal update: ``TASK_FAILED`` ``REASON_EXECUTOR_TERMINATED`` (``TASK_KILLED`` for
   tasks whose kill had been asked; ``REASON_EXECUTOR_REGISTRATION_TIMEOUT`` after a
   registration timeout).
+* The executor runs as its ``ExecutorInfo.command.user`` when the agent is root and
+  ``--switch-user`` is on (the rules of :mod:`paddock.agent.task_user`, no fallback to
+  ``FrameworkInfo.user``), in a sandbox handed to that user
+  (:mod:`paddock.agent.executor_process`); a user it cannot run as fails its tasks
+  (``TASK_FAILED`` ``REASON_CONTAINER_LAUNCH_FAILED``) without starting it.
 
 Framework messages go both ways through the master (``FRAMEWORK_MESSAGE`` in
 ``docs/agent-protocol.md``), unreliably as in Mesos.  After an agent restart
@@ -50,6 +55,7 @@ import uuid as uuidlib
 from typing import TYPE_CHECKING, Any
 
 from paddock.agent.checkpoint import validate_id
+from paddock.agent.executor_process import ExecutorProcess
 from paddock.agent.executor_protocol import ExecutorProtocol
 from paddock.agent.executor_recovery import ExecutorRecovery
 from paddock.agent.executor_run import (
@@ -71,6 +77,7 @@ from paddock.agent.fetcher import FetchError, fetch_uris
 from paddock.agent.recovery_util import proc_start_ticks
 from paddock.agent.task_outcome import executor_exit_message, executor_task_end
 from paddock.agent.task_runners import end_on_error
+from paddock.agent.task_user import TaskUserError, resolve_task_user
 from paddock.agent.tasks import AdoptedProcess, LaunchError, TaskProcess, command_spec
 
 if TYPE_CHECKING:
@@ -184,6 +191,17 @@ class ExecutorManager(ExecutorProtocol, ExecutorShutdown, ExecutorRecovery):
     async def _spawn(self, run: ExecutorRun) -> None:
         agent = self.agent
         command = run.info["command"]
+        try:  # ExecutorInfo.command.user (Mesos: --switch_user), before anything runs
+            user = resolve_task_user(
+                run.info,
+                switch_user=agent.config.switch_user,
+                what=f"executor {run.executor_id!r}",
+            )
+        except TaskUserError as exc:
+            log.warning("executor %s of %s: %s", run.executor_id, run.framework_id, exc)
+            run.termination = ("TASK_FAILED", "REASON_CONTAINER_LAUNCH_FAILED", str(exc))
+            self._terminated(run)
+            return
         try:
             run.sandbox.mkdir(parents=True, exist_ok=True)
             if command.get("uris"):
@@ -200,7 +218,7 @@ class ExecutorManager(ExecutorProtocol, ExecutorShutdown, ExecutorRecovery):
                 shutdown_grace=run.shutdown_grace,
                 hostname=agent.config.hostname,
             )
-            proc = TaskProcess(spec, run.sandbox, env, None)
+            proc = ExecutorProcess(spec, run.sandbox, env, None, user=user)
             await proc.start()
         except (FetchError, LaunchError, OSError) as exc:
             log.warning(

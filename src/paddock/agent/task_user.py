@@ -16,6 +16,10 @@ task runs as the agent's own user.  Here:
   (:func:`chown_sandbox`), as Mesos chowns the sandbox to the task's user; its COMMAND
   health checks run as that user too (:func:`check_runner`).
 
+Custom executors (:mod:`paddock.agent.custom_executor`) follow the same rules with
+their ``ExecutorInfo.command.user``: the executor process runs as that user, in a sandbox
+handed to it; when it cannot, the executor is not started and its tasks fail.
+
 ``FrameworkInfo.user`` (Mesos's fallback when a command names no user) is not applied:
 frameworks here (Marathon included) send their own process's user there, and a task
 without ``command.user`` keeps running as the agent's user.
@@ -76,9 +80,13 @@ def _agent_user() -> str:
         return f"uid {os.geteuid()}"
 
 
-def resolve_task_user(info: Mapping[str, Any], *, switch_user: bool) -> TaskUser | None:
+def resolve_task_user(
+    info: Mapping[str, Any], *, switch_user: bool, what: str = "the task"
+) -> TaskUser | None:
     """The user to switch to for ``info`` (None: run as the agent's user);
-    :class:`TaskUserError` when the task cannot run as the user it names."""
+    :class:`TaskUserError` when the task cannot run as the user it names.  ``info`` is a
+    TaskInfo or an ExecutorInfo (both carry ``command.user``); ``what`` names it in the
+    error ("executor 'x'")."""
     name = command_user(info)
     if name is None or not switch_user:
         return None
@@ -86,7 +94,7 @@ def resolve_task_user(info: Mapping[str, Any], *, switch_user: bool) -> TaskUser
         entry = pwd.getpwnam(name)
     except KeyError:
         raise TaskUserError(
-            f"Failed to launch the task as user {name!r}: no such user on this agent"
+            f"Failed to launch {what} as user {name!r}: no such user on this agent"
         ) from None
     euid = os.geteuid()
     if entry.pw_uid == euid:
@@ -94,7 +102,7 @@ def resolve_task_user(info: Mapping[str, Any], *, switch_user: bool) -> TaskUser
     if euid != 0:
         me = _agent_user()
         raise TaskUserError(
-            f"Failed to launch the task as user {name!r}: the agent runs as {me!r}, not root, "
+            f"Failed to launch {what} as user {name!r}: the agent runs as {me!r}, not root, "
             f"and cannot switch user; run the agent as root, or with --no-switch-user to run "
             f"every task as {me!r}"
         )
