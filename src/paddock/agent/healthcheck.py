@@ -8,15 +8,18 @@ Failures during ``grace_period_seconds`` (10, counted from the launch) do not co
 until a first success; after ``consecutive_failures`` (3) counted failures the task is
 killed.  HTTP checks GET ``scheme://127.0.0.1:port/path`` and accept 2xx/3xx; TCP checks
 connect; COMMAND checks run ``/bin/sh -c`` (or argv) in the sandbox with the task's
-environment and accept exit status 0; a ``run_command`` given to :class:`HealthChecker`
-runs COMMAND checks elsewhere instead (DOCKER tasks: inside the container,
-:mod:`paddock.agent.docker_checks`).
+environment plus the check command's own ``environment`` and accept exit status 0; a
+``run_command`` given to :class:`HealthChecker` runs COMMAND checks elsewhere instead
+(DOCKER tasks: inside the container, :mod:`paddock.agent.docker_checks`).  A check that
+could not be performed at all (:class:`CheckNotRun`: the container engine unreachable)
+is neither healthy nor unhealthy: it is logged and skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -27,7 +30,13 @@ from typing import Any
 
 import httpx
 
+log = logging.getLogger(__name__)
+
+#: While checks cannot be run, at most one WARNING about it this often (seconds).
+NOT_RUN_LOG_INTERVAL = 60.0
+
 __all__ = [
+    "CheckNotRun",
     "CommandRunner",
     "HealthCheck",
     "HealthChecker",
@@ -48,6 +57,9 @@ class HealthCheck:
     port: int = 0
     path: str = "/"
     scheme: str = "http"
+    #: A COMMAND check's own ``command.environment`` variables, set on top of the
+    #: task's environment (host) or the container's (in a DOCKER task's container).
+    environment: tuple[tuple[str, str], ...] = ()
 
 
 def _num(obj: dict[str, Any], key: str, default: float) -> float:
@@ -55,6 +67,31 @@ def _num(obj: dict[str, Any], key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ValueError(f"health_check.{key} must be a non-negative number")
     return float(value)
+
+
+def _check_environment(obj: Any) -> tuple[tuple[str, str], ...]:
+    """A COMMAND check's ``command.environment`` (Mesos ``Environment``): its VALUE
+    variables as (name, value) pairs, in order (a later one of a name wins)."""
+    if obj is None:
+        return ()
+    where = "health_check.command.environment"
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where} must be an object")
+    variables = obj.get("variables") or []
+    if not isinstance(variables, list):
+        raise ValueError(f"{where}.variables must be a list")
+    out: list[tuple[str, str]] = []
+    for i, var in enumerate(variables):
+        name = var.get("name") if isinstance(var, dict) else None
+        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
+            raise ValueError(f"{where}.variables[{i}] needs a name (no '=')")
+        if var.get("type", "VALUE") != "VALUE":
+            raise ValueError(f"{where}.variables[{i}]: only VALUE variables are supported")
+        value = var.get("value")
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"{where}.variables[{i}] ({name}) needs a string value")
+        out.append((name, value))
+    return tuple(out)
 
 
 def parse_health_check(obj: Any) -> HealthCheck | None:
@@ -82,7 +119,12 @@ def parse_health_check(obj: Any) -> HealthCheck | None:
             if not all(isinstance(a, str) for a in args):
                 raise ValueError("health_check.command.arguments must be strings")
             argv = (cmd["value"], *args[1:])
-        return HealthCheck("COMMAND", command=argv, **common)  # type: ignore[arg-type]
+        return HealthCheck(
+            "COMMAND",
+            command=argv,
+            environment=_check_environment(cmd.get("environment")),
+            **common,  # type: ignore[arg-type]
+        )
     if kind in ("HTTP", "TCP"):
         spec = obj.get(kind.lower())
         if not isinstance(spec, dict):
@@ -104,15 +146,25 @@ def parse_health_check(obj: Any) -> HealthCheck | None:
     raise ValueError(f"unsupported health check type {kind!r} (COMMAND, HTTP or TCP)")
 
 
+class CheckNotRun(Exception):
+    """The check could not be performed at all (the container engine that would run it
+    is unreachable, answers with a server error or does not answer): that says nothing
+    about the task, so it is neither a success nor a failure.  Mesos's health checker
+    does the same: it logs the error and tries again at the next interval; a task must
+    not be killed because the agent lost its engine for a while."""
+
+
 #: Runs a COMMAND check somewhere other than the host: (healthy, what happened); it
-#: must stop the command when cancelled (the timeout).
+#: must stop the command when cancelled (the timeout), and raises :class:`CheckNotRun`
+#: when it could not run the command at all.
 CommandRunner = Callable[[HealthCheck], Awaitable[tuple[bool, str]]]
 
 
 async def check_once(
     hc: HealthCheck, env: dict[str, str], cwd: Path, run_command: CommandRunner | None = None
 ) -> tuple[bool, str]:
-    """Run the check once: (healthy, what happened)."""
+    """Run the check once: (healthy, what happened); :class:`CheckNotRun` (from
+    ``run_command``) when it could not be performed."""
     try:
         async with asyncio.timeout(hc.timeout):
             if hc.kind == "HTTP":
@@ -138,13 +190,14 @@ async def check_once(
 async def run_host_command(
     hc: HealthCheck, env: dict[str, str], cwd: Path, **spawn: Any
 ) -> tuple[bool, str]:
-    """A COMMAND check on the host in its own process group; ``spawn`` adds
+    """A COMMAND check on the host in its own process group, with ``env`` (the task's)
+    plus the check's own environment; ``spawn`` adds
     ``create_subprocess_exec`` arguments (``user``/``group``/``extra_groups``: the
     task's user, :mod:`paddock.agent.task_user`)."""
     proc = await asyncio.create_subprocess_exec(
         *hc.command,
         cwd=str(cwd),
-        env=env,
+        env={**env, **dict(hc.environment)},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -165,7 +218,11 @@ class HealthChecker:
     """Runs one task's checks until cancelled.
 
     ``on_change(healthy, detail)`` is called for the first result and each change;
-    ``on_unhealthy(detail)`` once when the task must be killed."""
+    ``on_unhealthy(detail)`` once when the task must be killed.  A check that could not
+    be performed (:class:`CheckNotRun`) changes nothing: not the health, not the count
+    of consecutive failures, not the grace period; it is logged (a WARNING at most every
+    :data:`NOT_RUN_LOG_INTERVAL` seconds, naming ``name``) and the next one runs after
+    the interval as usual."""
 
     def __init__(
         self,
@@ -175,8 +232,11 @@ class HealthChecker:
         on_change: Callable[[bool, str], None],
         on_unhealthy: Callable[[str], Awaitable[None] | None],
         run_command: CommandRunner | None = None,
+        *,
+        name: str = "task",
     ) -> None:
         self.hc = hc
+        self.name = name
         self.env = env
         self.cwd = cwd
         self.on_change = on_change
@@ -184,6 +244,10 @@ class HealthChecker:
         self.run_command = run_command
         self.healthy: bool | None = None
         self.failures = 0
+        #: Checks not performed since the last one that was (or since the start).
+        self.not_run = 0
+        self._not_run_logged: float | None = None  # when the last WARNING about it was
+        self._warned = False  # ... and whether it was about the current run of them
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -191,7 +255,20 @@ class HealthChecker:
         in_grace = True
         await asyncio.sleep(self.hc.delay)
         while True:
-            ok, detail = await check_once(self.hc, self.env, self.cwd, self.run_command)
+            try:
+                ok, detail = await check_once(self.hc, self.env, self.cwd, self.run_command)
+            except CheckNotRun as exc:
+                self._could_not_run(loop.time(), exc)
+                await asyncio.sleep(self.hc.interval)
+                continue
+            if self.not_run:
+                log.log(
+                    logging.INFO if self._warned else logging.DEBUG,
+                    "%s: health checks run again (%d could not be run)",
+                    self.name,
+                    self.not_run,
+                )
+                self.not_run, self._warned = 0, False
             if ok:
                 in_grace = False  # the grace period ends with the first success
                 self.failures = 0
@@ -211,3 +288,17 @@ class HealthChecker:
                     await result
                 return
             await asyncio.sleep(self.hc.interval)
+
+    def _could_not_run(self, now: float, exc: CheckNotRun) -> None:
+        self.not_run += 1
+        last = self._not_run_logged
+        if last is None or now - last >= NOT_RUN_LOG_INTERVAL:
+            self._not_run_logged, self._warned = now, True
+            log.warning(
+                "%s: health check could not be run (%d in a row; not counted as a failure): %s",
+                self.name,
+                self.not_run,
+                exc,
+            )
+        else:
+            log.debug("%s: health check could not be run: %s", self.name, exc)

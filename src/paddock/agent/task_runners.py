@@ -52,7 +52,8 @@ async def watch_health(
     """Report health changes as TASK_RUNNING updates; kill the task when the check
     fails, appending why to ``unhealthy`` (the runner then ends it with
     :func:`~paddock.agent.task_outcome.health_kill_end`).  ``run_command`` runs a
-    COMMAND check elsewhere than on the host (inside a DOCKER task's container)."""
+    COMMAND check elsewhere than on the host (inside a DOCKER task's container); a check
+    it could not run (its engine unreachable) neither counts nor changes the health."""
 
     def changed(ok: bool, detail: str) -> None:
         if not task.kill_requested:
@@ -65,7 +66,10 @@ async def watch_health(
         unhealthy.append(detail)
         agent.kill_task(task)
 
-    await HealthChecker(health, env, task.sandbox, changed, failed, run_command).run()
+    checker = HealthChecker(
+        health, env, task.sandbox, changed, failed, run_command, name=f"task {task.task_id}"
+    )
+    await checker.run()
 
 
 def agent_task_environment(
