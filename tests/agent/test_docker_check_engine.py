@@ -19,11 +19,8 @@ from paddock.agent.healthcheck import (
     check_once,
     parse_health_check,
 )
-from paddock.testing.podman import podman_service, remove_labelled_containers
 
 from . import test_docker, test_docker_checks
-from .test_docker import AgentProc, docker_task, sandbox_file, until
-from .test_docker_checks import command_check
 
 # the podman fixtures of test_docker / test_docker_checks
 docker_socket = test_docker.docker_socket
@@ -136,61 +133,6 @@ async def test_checks_not_run_neither_count_nor_change_health(caplog):
         (logging.INFO, True)
     ]
     assert [r.levelno for r in resumed[1:]] == [logging.DEBUG, logging.DEBUG]
-
-
-async def test_engine_stopped_does_not_kill_then_a_failing_check_does(
-    tmp_path, fake_master, docker_socket
-):
-    """The agent's engine goes away for many check intervals: the healthy task stays
-    (not killed, no unhealthy update); once it is back, a real failure kills it."""
-    sock = str(tmp_path / "engine.sock")
-    a = AgentProc(tmp_path / "agent", fake_master.address, f"unix://{sock}", tmp_path / "a.log")
-    check = command_check(
-        "test -f /mnt/mesos/sandbox/ok", interval_seconds=0.3, consecutive_failures=2
-    )
-    try:
-        with podman_service(socket_path=sock):
-            a.start()
-            await fake_master.wait_registrations(1, timeout=60)
-            fake_master.auto_ack = True
-            fake_master.send(
-                docker_task(
-                    "steady",
-                    cmd="touch /mnt/mesos/sandbox/ok && exec sleep 120",
-                    grace=0,
-                    health_check=check,
-                )
-            )
-            await fake_master.wait_for(
-                lambda m: [s for s in m.updates("steady") if s.get("healthy") is True],
-                timeout=60,
-            )
-        # the engine is down (the container is not): checks cannot run
-        await until(
-            lambda: "health check could not be run" in a.log.read_text(errors="replace"),
-            timeout=30,
-            what="the agent saw a check it could not run",
-        )
-        await asyncio.sleep(3)  # 10 intervals: 2 counted failures would have killed it
-        assert not [s for s in fake_master.updates("steady") if s.get("healthy") is False]
-        assert [s["state"] for s in fake_master.updates("steady")][-1] == "TASK_RUNNING"
-        with podman_service(socket_path=sock):
-            await until(
-                lambda: "health checks run again" in a.log.read_text(errors="replace"),
-                timeout=60,
-                what="checks resumed",
-            )
-            assert [s["state"] for s in fake_master.updates("steady")][-1] == "TASK_RUNNING"
-            sandbox_file(a.work, "steady", "ok").unlink()  # now the check really fails
-            killed = await fake_master.wait_update("steady", "TASK_KILLED", timeout=60)
-            assert killed["healthy"] is False
-            assert "2 consecutive failed health checks" in killed["message"]
-            assert "status 1 in the container" in killed["message"]
-            rc = a.stop()
-    finally:
-        a.stop()
-        remove_labelled_containers(docker_socket, f"paddock.work_dir={a.work}")
-    assert rc == 0, a.tail()
 
 
 async def test_check_environment_in_the_container(docker_api, container):
