@@ -109,6 +109,9 @@ async def test_executor_runs_as_its_command_user(tmp_path, fake_master, script):
         )
         run = server.agent.executors.lookup(FW, "ex-u")
         assert run is not None and run.process is not None
+        # every update names the executor run holding the task (the master counts runs)
+        for status in (running, done):
+            assert status["container_status"]["container_id"] == {"value": run.run_id}
         assert os.stat(f"/proc/{run.process.pid}").st_uid == NOBODY.pw_uid
         assert run.sandbox.stat().st_uid == NOBODY.pw_uid  # the sandbox is the user's
         assert (run.sandbox / "stdout").stat().st_uid == NOBODY.pw_uid
@@ -136,7 +139,10 @@ async def test_unknown_executor_user_fails_its_tasks(tmp_path, fake_master, scri
         exited = await fake_master.wait_for(
             lambda m: [c for c in m.calls if c.get("type") == "EXITED_EXECUTOR"], timeout=30
         )
-        assert exited[0]["exited_executor"]["executor_id"] == {"value": "ex-u"}
+        body = exited[0]["exited_executor"]
+        assert body["executor_id"] == {"value": "ex-u"}
+        # the run that never started is named, as in the task's update
+        assert body["container_id"] == failed["container_status"]["container_id"]
         assert server.agent.executors.lookup(FW, "ex-u") is None
 
 

@@ -145,13 +145,13 @@ def _views_used(m: Master, agent_id: str, fw_id: str) -> dict[str, tuple[float, 
     }
 
 
-def _exited(m: Master, agent, fw_id: str, eid: str = "ex", status: int = 0) -> None:
-    m.agent_call(
-        agent,
-        {"type": "EXITED_EXECUTOR", "exited_executor": {
-            "framework_id": {"value": fw_id}, "executor_id": {"value": eid},
-            "status": status}},
-    )  # fmt: skip
+def _exited(
+    m: Master, agent, fw_id: str, eid: str = "ex", status: int = 0, run: str | None = None
+) -> None:
+    body = {"framework_id": {"value": fw_id}, "executor_id": {"value": eid}, "status": status}
+    if run is not None:  # the executor run that ended (its container_id)
+        body["container_id"] = {"value": run}
+    m.agent_call(agent, {"type": "EXITED_EXECUTOR", "exited_executor": body})
 
 
 async def test_two_tasks_on_one_executor_count_its_resources_once(master):
@@ -254,7 +254,12 @@ async def test_a_new_executor_after_the_exit_is_charged_again(master):
     fw, fstream = _framework(master)
     ex = _executor(cpus=0.5, mem=128)
     _accept(master, fw, _offer(master, fstream), [_task("t1", agent.id, 0.25, 64, ex)])
-    _exited(master, agent, fw.id)
+    # t1 runs in run r1 of the executor (its updates name the run), which exits: a task
+    # not yet placed in a run would keep the executor counted (test_executor_runs.py).
+    master.agent_update(agent, {"framework_id": {"value": fw.id}, "status": {
+        "task_id": {"value": "t1"}, "state": "TASK_RUNNING",
+        "container_status": {"container_id": {"value": "r1"}}}})  # fmt: skip
+    _exited(master, agent, fw.id, run="r1")
     assert _used(master, agent.id) == (0.25, 64.0)  # t1's end comes from the agent
     _accept(master, fw, _offer(master, fstream), [_task("t2", agent.id, 0.25, 64, ex)])
     assert _used(master, agent.id) == (1.0, 256.0)

@@ -71,6 +71,7 @@ from paddock.agent.executor_run import (
     executor_id_of,
     mesos_duration,
     partition_aware,
+    run_container_status,
 )
 from paddock.agent.executor_shutdown import ExecutorShutdown
 from paddock.agent.fetcher import FetchError, fetch_uris
@@ -274,21 +275,22 @@ class ExecutorManager(ExecutorProtocol, ExecutorShutdown, ExecutorRecovery):
         log.info("executor %s of %s ended: %s", run.executor_id, run.framework_id, run.exit_message)
         self._terminated(run, rc)
 
-    def _report_exited(self, framework_id: str, executor_id: str, rc: int | None) -> None:
+    def _report_exited(
+        self, framework_id: str, executor_id: str, rc: int | None, run_id: str | None = None
+    ) -> None:
         """Tell the master the executor is gone, so it recovers the executor's resources
-        (Mesos ``ExitedExecutorMessage``; ``status`` a wait status, -1 when unknown).
+        (Mesos ``ExitedExecutorMessage``; ``status`` a wait status, -1 when unknown;
+        ``container_id`` the run that ended, absent when none was started).
         Unreliable as in Mesos: the next REGISTER lists the executors that still run."""
         status = -1 if rc is None else (-rc if rc < 0 else rc << 8)
-        self.agent.send_call(
-            {
-                "type": "EXITED_EXECUTOR",
-                "exited_executor": {
-                    "framework_id": {"value": framework_id},
-                    "executor_id": {"value": executor_id},
-                    "status": status,
-                },
-            }
-        )
+        body: dict[str, Any] = {
+            "framework_id": {"value": framework_id},
+            "executor_id": {"value": executor_id},
+            "status": status,
+        }
+        if run_id is not None:
+            body["container_id"] = {"value": run_id}
+        self.agent.send_call({"type": "EXITED_EXECUTOR", "exited_executor": body})
 
     def _terminated(self, run: ExecutorRun, rc: int | None = None) -> None:
         """The process is gone: end the stream, fail what is left, forget the run."""
@@ -305,12 +307,20 @@ class ExecutorManager(ExecutorProtocol, ExecutorShutdown, ExecutorRecovery):
                 end = executor_task_end(
                     run.termination, run.exit_message, killed=task.kill_requested
                 )
-                end.report(self.agent, task)
+                self.agent.report_status(
+                    task,
+                    end.state,
+                    source=end.source,
+                    reason=end.reason,
+                    message=end.message,
+                    healthy=end.healthy,
+                    container_status=run_container_status(run),
+                )
             self._end_task(run, task)
         if self.runs.get(run.key) is run:
             del self.runs[run.key]
         self._drop_record(run)
-        self._report_exited(run.framework_id, run.executor_id, rc)
+        self._report_exited(run.framework_id, run.executor_id, rc, run.run_id)
         self.completed.append(run)
         del self.completed[:-50]
 

@@ -27,6 +27,7 @@ from paddock.agent.executor_run import (
     ExecutorKey,
     ExecutorRun,
     executor_id_of,
+    run_container_status,
 )
 from paddock.agent.status_updates import TERMINAL_STATES
 
@@ -96,7 +97,14 @@ class ExecutorManagerBase:
         """An update the agent makes for an executor's task (never sent to the executor)."""
         if task.terminal:
             return
-        self.agent.report_status(task, state, source="SOURCE_AGENT", reason=reason, message=message)
+        self.agent.report_status(
+            task,
+            state,
+            source="SOURCE_AGENT",
+            reason=reason,
+            message=message,
+            container_status=run_container_status(run),
+        )
         if state in TERMINAL_STATES:
             self._end_task(run, task)
 

@@ -19,7 +19,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from paddock.agent.executor_base import ExecutorManagerBase
-from paddock.agent.executor_run import RUNNING, TERMINATING, ExecutorRun, executor_id_of
+from paddock.agent.executor_run import (
+    RUNNING,
+    TERMINATING,
+    ExecutorRun,
+    executor_id_of,
+    run_container_status,
+)
 from paddock.master.streams import EventStream
 
 if TYPE_CHECKING:
@@ -165,6 +171,9 @@ class ExecutorProtocol(ExecutorManagerBase):
         out["agent_id"] = {"value": self.agent.agent_id or ""}
         out["executor_id"] = {"value": run.executor_id}
         out.setdefault("source", "SOURCE_EXECUTOR")
+        container_status = run_container_status(run, out.get("container_status"))
+        if container_status is not None:
+            out["container_status"] = container_status
         ts = out.get("timestamp")
         if not isinstance(ts, int | float) or isinstance(ts, bool):
             out["timestamp"] = time.time()

@@ -25,6 +25,7 @@ __all__ = [
     "executor_environment",
     "executor_id_of",
     "mesos_duration",
+    "run_container_status",
 ]
 
 EXECUTOR_REGISTRATION_TIMEOUT = 60.0
@@ -162,6 +163,17 @@ class ExecutorRun:
 
     def send(self, event: dict[str, Any]) -> bool:
         return self.stream is not None and self.stream.send(event)
+
+
+def run_container_status(run: ExecutorRun | None, given: Any = None) -> dict[str, Any] | None:
+    """``container_status`` for an update of a task of ``run``: ``container_id`` is the
+    run's id (as Mesos puts the executor's ContainerID there), so the master learns which
+    run of the executor holds the task (``docs/agent-protocol.md``, executor runs); an
+    executor's own ``container_status`` (``given``) is kept otherwise."""
+    out = dict(given) if isinstance(given, dict) else {}
+    if run is not None:
+        out["container_id"] = {"value": run.container_id}
+    return out or None
 
 
 def partition_aware(agent: Agent, task: Task) -> bool:

@@ -46,9 +46,13 @@ def task_json(agent: Agent, task: Task) -> dict[str, Any]:
 
 
 def register_body(agent: Agent) -> dict[str, Any]:
-    # The custom executors that run (ExecutorInfo with framework_id): the master counts
-    # their resources once each, and forgets the ones not listed (an exit it missed).
-    executors = [run.info for run in agent.executors.runs.values()]
+    # The custom executors that run (ExecutorInfo with framework_id, plus the run's
+    # container_id): the master counts their resources once each, and forgets the ones
+    # not listed (an exit it missed).
+    executors = [
+        {**run.info, "container_id": {"value": run.container_id}}
+        for run in agent.executors.runs.values()
+    ]
     fw_ids = sorted(
         {t.framework_id for t in agent.tasks.values()}
         | {run.framework_id for run in agent.executors.runs.values()}

@@ -11,7 +11,9 @@ frameworks that are not partition-aware (Mesos >= 1.5).
 
 Custom executors are accounted once per (framework, executor) on an agent: from the
 ACCEPT that launches the first task on one, or the agent's REGISTER ``executors``, until
-the agent's ``EXITED_EXECUTOR`` call or the framework's removal.
+the agent's ``EXITED_EXECUTOR`` call or the framework's removal.  Which run of the
+executor that is (the agent's ``container_id``) is tracked by
+:mod:`paddock.master.executor_runs`, so the exit of an old run does not free a new one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ from typing import Any
 
 from paddock.master.attributes import attributes_from_json
 from paddock.master.base import CallError, MasterBase, Unavailable
+from paddock.master.executor_runs import (
+    exit_applies,
+    note_exit,
+    note_task_run,
+    pending_tasks,
+    run_of_status,
+)
 from paddock.master.frameworks import framework_roles
 from paddock.master.registry import RegistryError, RegistryUnavailable
 from paddock.master.resources import Resources
@@ -263,11 +272,15 @@ class AgentMixin(MasterBase):
                 continue
             fw = self._framework_of_agent(fid, fw_infos)
             role = _role_of(fw, res)
+            info = dict(raw)
+            run_id = _id_value(info.pop("container_id", None))  # the run, not ExecutorInfo
+            executor = Executor(fid, agent.id, info, res, role=role, run_id=run_id)
             for task in agent.tasks.values():  # the role its tasks were launched with
                 if task.framework_id == fid and _executor_id(task.info) == eid:
-                    role = task.role
-                    break
-            self.add_executor(agent, Executor(fid, agent.id, dict(raw), res, role=role))
+                    role = executor.role = task.role
+                    if run_id is not None:  # the agent's tasks are in its current run
+                        executor.task_runs[task.id] = run_id
+            self.add_executor(agent, executor)
         return to_shut_down
 
     def _report_recovered_tasks(self, tasks: list[Task], was_unreachable: bool) -> None:
@@ -378,16 +391,47 @@ class AgentMixin(MasterBase):
             raise CallError(400, "Expecting 'exited_executor.framework_id' and 'executor_id'")
         if isinstance(status, bool) or not isinstance(status, int):
             raise CallError(400, "'exited_executor.status' must be an integer (wait status)")
+        run_id = _id_value(body.get("container_id"))
         self.counters["messages_exited_executor"] += 1
-        if (fid, eid) not in agent.executors:
+        executor = agent.executors.get((fid, eid))
+        if executor is None:
             log.info("ignoring unknown exited executor %s of %s on %s", eid, fid, agent.id)
             return
-        log.info("executor %s of framework %s on agent %s exited (%d)", eid, fid, agent.id, status)
-        self.remove_executor(agent, fid, eid)
+        log.info(
+            "executor %s of framework %s on agent %s exited (%d, run %s)",
+            eid,
+            fid,
+            agent.id,
+            status,
+            run_id,
+        )
         fw = self.frameworks.get(fid)
         if fw is not None and fw.stream is not None:
             failure = {"agent_id": vid(agent.id), "executor_id": vid(eid), "status": status}
             fw.stream.send({"type": "FAILURE", "failure": failure})
+        if not exit_applies(executor, run_id):
+            assert run_id is not None
+            executor.exited_runs.add(run_id)
+            log.info("executor %s: run %s still counted", eid, executor.run_id)
+            return
+        note_exit(executor, run_id)
+        self._settle_executor(agent, executor)
+
+    def _settle_executor(self, agent: Agent, executor: Executor) -> None:
+        """Free an executor whose counted run ended, unless one of its live tasks may be
+        in a run the agent has not reported yet (:mod:`paddock.master.executor_runs`)."""
+        if not executor.exit_pending or agent.executors.get(executor.key) is not executor:
+            return
+        waiting = pending_tasks(executor, agent.tasks.values())
+        if waiting:
+            log.info(
+                "executor %s of %s exited; still counted until tasks %s are placed",
+                executor.id,
+                executor.framework_id,
+                ", ".join(sorted(waiting)),
+            )
+            return
+        self.remove_executor(agent, executor.framework_id, executor.id)
 
     def agent_update(self, agent: Agent, body: dict[str, Any], *, forward: bool = True) -> None:
         status = dict(body["status"])
@@ -429,7 +473,14 @@ class AgentMixin(MasterBase):
                 agent.stream.send({"type": "ACKNOWLEDGE", "acknowledge": ack})
             return
         self.counters["status_updates_received"] += 1
+        eid = _executor_id(task.info)
+        executor = agent.executors.get((task.framework_id, eid)) if eid is not None else None
+        run_id = run_of_status(status)
+        if executor is not None and run_id is not None:
+            note_task_run(executor, tid, run_id)
         self.apply_status(task, status, forward=forward)
+        if executor is not None:
+            self._settle_executor(agent, executor)
 
     # ------------------------------------------------------------------ health
     async def health_loop(self) -> None:

@@ -102,10 +102,23 @@ class Executor:
     info: dict[str, Any]  # v1 ExecutorInfo (with framework_id)
     resources: Resources
     role: str = "*"
+    #: The run the master counts (the agent's ``container_id``; None: not reported
+    #: yet), the runs the agent reported ended, and which run each live task is in
+    #: (``paddock.master.executor_runs``).
+    run_id: str | None = None
+    exited_runs: set[str] = field(default_factory=set)
+    task_runs: dict[str, str] = field(default_factory=dict)
+    #: The counted run ended while a task may be in a run not reported yet: still counted.
+    exit_pending: bool = False
 
     @property
     def id(self) -> str:
         return str((self.info.get("executor_id") or {}).get("value", ""))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Its key in ``Agent.executors``."""
+        return (self.framework_id, self.id)
 
     def to_v1(self) -> dict[str, Any]:
         """GET_EXECUTORS entry."""
