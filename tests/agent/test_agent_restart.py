@@ -86,6 +86,9 @@ async def test_kill_9_restart_reconnects_without_restarting_or_duplicating(tmp_p
         assert all(_alive(p) for p in pids.values())  # the tasks outlived their agent
         (tmp_path / "while_down.go").touch()  # ... and this one ends with no agent
         await fake_master.wait_for(lambda m: not _alive(pids["while_down"]))
+        # ... and its supervisor has recorded how it ended (else a quick restart finds the
+        # supervisor still alive, reconnects to it and rightly reports it RUNNING first).
+        await fake_master.wait_for(lambda m: any(work.rglob("outcome-*.json")))
 
         proc = _agent_process(work, fake_master.address, agent_log)
         reg = await fake_master.wait_registrations(2, timeout=30)
