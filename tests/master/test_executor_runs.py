@@ -27,8 +27,10 @@ master = test_executor_resources.master  # the fixture
 EXECUTOR_ONLY = (0.5, 128.0)  # _executor(cpus=0.5, mem=128)
 
 
-def _update(m, agent, fw_id: str, tid: str, state: str, run: str | None) -> None:
+def _update(m, agent, fw_id: str, tid: str, state: str, run: str | None, uuid=None) -> None:
     status: dict = {"task_id": {"value": tid}, "state": state}
+    if uuid is not None:  # a reliable update: the task is kept until it is acknowledged
+        status["uuid"] = uuid
     if run is not None:
         status["container_status"] = {"container_id": {"value": run}}
     m.agent_update(agent, {"framework_id": {"value": fw_id}, "status": status})
@@ -80,6 +82,27 @@ async def test_new_run_reported_before_the_old_runs_exit(master):
     _exited(master, agent, fw.id, run="r1")
     assert _used(master, agent.id) == (0.75, 192.0)
     assert not agent.executors[(fw.id, "ex")].exit_pending
+
+
+async def test_a_late_update_of_the_old_run_does_not_make_it_counted_again(master):
+    """An update of the old run may arrive after the new run's (held behind an
+    unacknowledged one): the new run stays counted, the old run's exit changes nothing."""
+    agent, _ = await _agent(master, cpus=2, mem=1024)
+    fw, fstream = _framework(master)
+    ex = _executor(cpus=0.5, mem=128)
+    _accept(master, fw, _offer(master, fstream), [_task("t1", agent.id, 0.25, 64, ex)])
+    _update(master, agent, fw.id, "t1", "TASK_RUNNING", "r1", uuid="dTE=")
+    _accept(master, fw, _offer(master, fstream), [_task("t2", agent.id, 0.25, 64, ex)])
+    _update(master, agent, fw.id, "t2", "TASK_RUNNING", "r2", uuid="dTI=")
+    _update(master, agent, fw.id, "t1", "TASK_FAILED", "r1", uuid="dTM=")  # late
+    executor = agent.executors[(fw.id, "ex")]
+    assert executor.run_id == "r2"
+    _exited(master, agent, fw.id, run="r1")
+    _update(master, agent, fw.id, "t2", "TASK_FINISHED", "r2", uuid="dTQ=")
+    assert _used(master, agent.id) == EXECUTOR_ONLY  # r2 runs on, with no task
+    assert executor.task_runs == {}  # ended tasks are not remembered
+    _exited(master, agent, fw.id, run="r2")
+    assert _used(master, agent.id) == (0.0, 0.0)
 
 
 async def test_a_task_that_reached_the_old_run_frees_the_executor_when_placed(master):

@@ -480,6 +480,8 @@ class AgentMixin(MasterBase):
             note_task_run(executor, tid, run_id)
         self.apply_status(task, status, forward=forward)
         if executor is not None:
+            if task.terminal:
+                executor.task_runs.pop(tid, None)
             self._settle_executor(agent, executor)
 
     # ------------------------------------------------------------------ health

@@ -53,10 +53,14 @@ def run_of_status(status: dict[str, Any]) -> str | None:
 
 def note_task_run(executor: Executor, task_id: str, run_id: str) -> None:
     """An update placed ``task_id`` in run ``run_id``; a run the master has not seen end
-    becomes the counted one (a new run, started for a task launched on the id)."""
+    becomes the counted one (a new run, started for a task launched on the id).  The
+    agent runs one run of an executor id at a time, so the run counted until then has
+    ended (a late update naming it does not make it counted again)."""
     executor.task_runs[task_id] = run_id
     if run_id in executor.exited_runs or run_id == executor.run_id:
         return
+    if executor.run_id is not None:
+        executor.exited_runs.add(executor.run_id)
     log.info(
         "executor %s of %s: counting its run %s (was %s)",
         executor.id,
