@@ -24,7 +24,11 @@ __all__ = ["ExecutorProcess"]
 
 @dataclass
 class ExecutorProcess(TaskProcess):
-    """:class:`TaskProcess` that switches to ``user`` (None: the agent's own user)."""
+    """:class:`TaskProcess` that switches to ``user`` (None: the agent's own user).
+
+    Executors get no cgroup (their resources are accounted, not enforced): the
+    switching start ignores ``cgroup``.  ``TaskProcess`` itself is not changed here (a
+    ``user`` there would let this override go)."""
 
     user: TaskUser | None = None
 
