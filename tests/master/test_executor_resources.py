@@ -7,56 +7,15 @@ when it re-registers, or the framework is removed. The master core in-process, a
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 from paddock.master.base import CallError
-from paddock.master.config import MasterConfig
 from paddock.master.core import Master
-from paddock.master.election import ZkUrl
-from paddock.master.registry import RegistryState
 from paddock.master.streams import EventStream
 from paddock.master.views import get_executors, get_state
-from paddock.recordio import RecordIODecoder
 
-
-class FakeRegistry:
-    def __init__(self) -> None:
-        self.state = RegistryState()
-
-    async def write(self, cmd: dict) -> object:
-        return self.state.apply_command(cmd)
-
-
-def drain(stream: EventStream) -> list[dict]:
-    dec = RecordIODecoder()
-    out = []
-    q = stream._queue
-    while not q.empty():
-        item = q.get_nowait()
-        if item is not None:
-            out += [json.loads(r) for r in dec.feed(item)]
-    return out
-
-
-@pytest.fixture
-async def master():
-    cfg = MasterConfig(zk=ZkUrl("h:1", "/m"), quorum=1, work_dir=Path("/nonexistent"), seed=1)
-    info = {"id": "M", "hostname": "h", "pid": "master@h:1", "version": "1.11.0",
-            "address": {"hostname": "h", "ip": "127.0.0.1", "port": 1}}  # fmt: skip
-    m = Master(cfg, info, FakeRegistry())  # type: ignore[arg-type]
-    m.start_acting()
-    yield m
-    await m.stop()
-
-
-def _res(cpus: float, mem: float) -> list[dict]:
-    return [
-        {"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
-        {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}},
-    ]
+from .test_core import _res, drain
+from .test_core import master as master  # the in-process master fixture
 
 
 def _register_call(host: str, cpus: float, mem: float, agent_id: str | None = None) -> dict:
