@@ -62,6 +62,7 @@ def test_short_keeper_run_has_no_anomalies(tmp_path):
     res = run(RunConfig(hosts=3, time=30, seed=11, out=tmp_path / "run", quiet=True))
     assert res.check.ok, res.check.anomalies[:10]
     assert res.figures["faults"] >= 3
+    assert res.figures["leader_links_s"] is not None  # the leader's links were checked, all up
     assert res.figures["ok"] > 500
     assert res.check.creates_acknowledged > 0
     assert res.check.creates_found >= res.check.creates_acknowledged

@@ -301,3 +301,67 @@ def check(events: list[dict[str, Any]], final: dict[str, Any] | None) -> CheckRe
             Anomaly("no-final-read", "the cluster did not answer the final read-back")
         )
     return res
+
+
+def parse_mntr(text: str) -> dict[str, str]:
+    """``mntr``'s ``key<TAB>value`` lines as a dict (other lines are skipped)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("\t")
+        if sep and key.strip():
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def leader_link_problem(mntr: str, others: int) -> str | None:
+    """What is wrong with a leader's outbound consensus links, judged from its
+    ``mntr`` answer; None when it leads with a link up to each of ``others``.
+
+    Why: a leader whose link to one follower died silently keeps the majority
+    serving while that follower, hearing no leader, stays read-only — the
+    client-visible checks and "every keeper serves" can both pass (the follower
+    may rejoin under another leader) while the link stays dead. After the heal
+    every link must come back, so ``paddock_peers_connected`` must equal the
+    number of other keepers.
+    """
+    fields = parse_mntr(mntr)
+    if not fields:
+        return "no mntr answer"
+    state = fields.get("zk_server_state", "?")
+    if state != "leader":
+        return f"it answered as {state}, not leader"
+    raw = fields.get("paddock_peers_connected")
+    if raw is None:
+        return "its mntr has no paddock_peers_connected"
+    try:
+        connected = int(raw)
+    except ValueError:
+        return f"paddock_peers_connected is {raw!r}, not a number"
+    if connected != others:
+        dropped = fields.get("paddock_peer_messages_dropped", "?")
+        return (
+            f"paddock_peers_connected {connected} of {others} other keepers "
+            f"(paddock_peer_messages_dropped {dropped})"
+        )
+    return None
+
+
+def leader_link_anomaly(
+    leader: int | None, mntr: str, others: int, waited: float
+) -> Anomaly | None:
+    """The ``leader-link-down`` anomaly of the last look at the leader after
+    ``waited`` s of waiting for its links (None: the links were all up)."""
+    if leader is None:
+        return Anomaly(
+            "leader-link-down",
+            f"{waited:.0f}s after every keeper served again there was still no "
+            "single leader to ask for its links",
+        )
+    problem = leader_link_problem(mntr, others)
+    if problem is None:
+        return None
+    return Anomaly(
+        "leader-link-down",
+        f"{waited:.0f}s after every keeper served again, leader {leader}'s outbound "
+        f"consensus links were not all up: {problem}",
+    )

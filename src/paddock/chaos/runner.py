@@ -131,14 +131,14 @@ class KeeperCluster:
             elif h in self.paused:
                 self.resume(h)
 
-    def mode(self, h: int, timeout: float = 0.5) -> str:
-        """The ``srvr`` Mode of keeper h, or 'down'."""
+    def ask(self, h: int, word: str, timeout: float = 0.5) -> str | None:
+        """Keeper h's answer to the four-letter ``word`` (None: no answer)."""
         try:
             s = connect_in_namespace(self.lab.ns(h), (self.lab.address(h), CLIENT_PORT), timeout)
         except OSError:
-            return "down"
+            return None
         try:
-            s.sendall(b"srvr")
+            s.sendall(word.encode())
             chunks = []
             while True:
                 b = s.recv(4096)
@@ -146,10 +146,17 @@ class KeeperCluster:
                     break
                 chunks.append(b)
         except OSError:
-            return "down"
+            return None
         finally:
             s.close()
-        for line in b"".join(chunks).decode(errors="replace").splitlines():
+        return b"".join(chunks).decode(errors="replace")
+
+    def mode(self, h: int, timeout: float = 0.5) -> str:
+        """The ``srvr`` Mode of keeper h, or 'down'."""
+        answer = self.ask(h, "srvr", timeout)
+        if answer is None:
+            return "down"
+        for line in answer.splitlines():
             if line.startswith("Mode:"):
                 return line.split(":", 1)[1].strip()
         return "unknown"
@@ -196,6 +203,16 @@ def longest_gap(events: list[dict[str, Any]], duration: float) -> float:
     )
 
 
+def _leader_links_up(cluster: KeeperCluster, last: list[Any]) -> bool:
+    """Whether the one leader's ``mntr`` shows a link up to every other keeper;
+    ``last`` gets what was seen (leader, its ``mntr``) for the anomaly."""
+    leader = cluster.leader()
+    mntr = (cluster.ask(leader, "mntr", timeout=2.0) or "") if leader is not None else ""
+    last[:] = [leader, mntr]
+    others = cluster.lab.hosts - 1
+    return leader is not None and checker.leader_link_problem(mntr, others) is None
+
+
 def _keeper_workload(
     cluster: KeeperCluster, command: str, gens: int, *more: str, timeout: float
 ) -> subprocess.CompletedProcess[str]:
@@ -227,6 +244,8 @@ def run_keeper(cfg: RunConfig) -> RunResult:
     faults: list[dict[str, Any]] = []
     leaders: list[dict[str, Any]] = []
     final: dict[str, Any] | None = None
+    links: list[Any] = [None, ""]  # the last look at the leader: its id, its mntr
+    link_anomaly: checker.Anomaly | None = None
     figures: dict[str, Any] = {"hosts": cfg.hosts, "time": cfg.time, "seed": cfg.seed}
     with common.lab_session(lab, cluster, workers):
         lab.create()
@@ -279,6 +298,17 @@ def run_keeper(cfg: RunConfig) -> RunResult:
         if not recovered:
             stuck = {h: m for h, m in modes_after.items() if m not in ("leader", "follower")}
             figures["not_recovered"] = {str(h): m for h, m in stuck.items()}
+        else:
+            links_t = clock()
+            links_up = common.wait_for(
+                lambda: _leader_links_up(cluster, links), cfg.recovery_timeout
+            )
+            figures["leader_links_s"] = round(clock() - links_t, 2) if links_up else None
+            log(f"leader {links[0]}'s links to the other keepers all up: {links_up}")
+            if not links_up:
+                link_anomaly = checker.leader_link_anomaly(
+                    links[0], links[1], cfg.hosts - 1, cfg.recovery_timeout
+                )
         quorum = recovered or common.wait_for(cluster.has_quorum, 10)
         deadline = time.monotonic() + 20
         for w in workers:
@@ -315,6 +345,8 @@ def run_keeper(cfg: RunConfig) -> RunResult:
                 f"{figures['not_recovered']} were still not serving",
             )
         )
+    if link_anomaly is not None:
+        result.anomalies.append(link_anomaly)
     figures["faults"] = len(faults)
     figures.update(common.operation_counts(events))
     figures["anomalies"] = len(result.anomalies)
