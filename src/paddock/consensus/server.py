@@ -6,6 +6,9 @@ Ready/Advance cycle:
 
     persist (one fsync, in a worker thread) -> send -> apply -> settle -> advance
 
+(applying, snapshots and settling proposals with their results are the
+:class:`~paddock.consensus.applier.Applier`'s part).
+
 Group commit falls out of that shape: while one Ready is being fsynced the
 event loop keeps stepping peer messages and accepting proposals into the
 node's log, so the next Ready carries everything that arrived meanwhile and
@@ -41,22 +44,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from paddock.consensus.applier import Applier, StateMachine
 from paddock.consensus.proposals import OutcomeUnknown, ServerStopped, Waiters
 from paddock.consensus.raft import Config, RaftNode
 from paddock.consensus.storage import DiskStorage
 from paddock.consensus.transport import DEFAULT_MAX_FRAME, PeerTransport
-from paddock.consensus.types import (
-    Entry,
-    EntryKind,
-    Message,
-    MsgType,
-    NotLeader,
-    Ready,
-    Role,
-    Snapshot,
-)
+from paddock.consensus.types import Message, MsgType, NotLeader, Ready, Role
 
 __all__ = [
     "ConsensusServer",
@@ -76,16 +71,6 @@ log = logging.getLogger(__name__)
 _EARLY_TYPES = frozenset({MsgType.APPEND, MsgType.HEARTBEAT, MsgType.SNAPSHOT})
 
 DEFAULT_TICK_INTERVAL = 0.05  # 50 ms; x election_ticks (10..20) = 0.5-1 s election timeout
-
-
-class StateMachine(Protocol):
-    """What the server replicates. Called only on the event loop, in log order."""
-
-    def apply(self, entry: Entry) -> Any: ...
-
-    def snapshot(self) -> bytes: ...
-
-    def restore(self, data: bytes) -> None: ...
 
 
 @dataclass
@@ -164,9 +149,7 @@ class ConsensusServer:
         #: leader, so an owner can react without polling ``node.role``.
         self.on_role_change: Callable[[], None] | None = None
         self._waiters = Waiters()
-        self.applied = 0
-        self.applied_term = 0
-        self._last_snapshot_index = 0
+        self._applier = Applier(node_id, state_machine, self._waiters, self.stats)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -188,10 +171,7 @@ class ConsensusServer:
         hard_state, snapshot, entries = storage.initial_state()
         self._durable_term_vote = (hard_state.term, hard_state.vote)
         if snapshot is not None and snapshot.index > 0:
-            self.sm.restore(snapshot.data)
-            self.applied = snapshot.index
-            self.applied_term = snapshot.term
-            self._last_snapshot_index = snapshot.index
+            self._applier.load(snapshot)
         self.node = RaftNode(
             self.config,
             self._rng,
@@ -261,6 +241,16 @@ class ConsensusServer:
         await self.stop()
 
     # ------------------------------------------------------------------ client API
+    @property
+    def applied(self) -> int:
+        """The last log index the state machine has applied."""
+        return self._applier.applied
+
+    @property
+    def applied_term(self) -> int:
+        """The term of the entry (or snapshot) at ``applied``."""
+        return self._applier.applied_term
+
     @property
     def is_leader(self) -> bool:
         return self.node is not None and self.node.role == Role.LEADER
@@ -432,11 +422,8 @@ class ConsensusServer:
             try:
                 while self._running and node.has_ready():
                     await self._handle_ready(node, node.ready())
-                if (
-                    self._running
-                    and self._last_snapshot_index + self.snapshot_every <= self.applied
-                ):
-                    await self._take_snapshot(node)
+                if self._running and self._applier.snapshot_due(self.snapshot_every):
+                    await self._applier.take_snapshot(node, self.storage, self.config.peers)
             except Exception as exc:
                 # Storage failures are fatal for this node: continuing could
                 # acknowledge data that is not durable. And this loop must not
@@ -469,7 +456,7 @@ class ConsensusServer:
             # for the next loop iteration), so the apply below overlaps it.
             persisted = asyncio.get_running_loop().run_in_executor(None, self._save_ready, rd)
             if apply_now and rd.committed:
-                self._apply(rd.committed)
+                self._applier.apply(rd.committed, node.leader)
             try:
                 await persisted
             finally:
@@ -477,20 +464,15 @@ class ConsensusServer:
             stats.fsyncs += 1
             stats.entries_persisted += len(rd.entries)
         elif apply_now and rd.committed:
-            self._apply(rd.committed)
+            self._applier.apply(rd.committed, node.leader)
         if rd.hard_state is not None:
             self._durable_term_vote = (rd.hard_state.term, rd.hard_state.vote)
         if rd.messages and not early:
             self.transport.send_many(rd.messages)
         if rd.snapshot is not None and rd.snapshot.index > self.applied:
-            self.sm.restore(rd.snapshot.data)
-            self.applied = rd.snapshot.index
-            self.applied_term = rd.snapshot.term
-            self._last_snapshot_index = rd.snapshot.index
-            stats.snapshots_restored += 1
-            self._waiters.settle_below(rd.snapshot.index, node.leader)
+            self._applier.install(rd.snapshot, node.leader)
         if rd.committed and not apply_now:
-            self._apply(rd.committed)
+            self._applier.apply(rd.committed, node.leader)
         for rs in rd.read_states:
             self._waiters.answer_read(rs.request_id, rs.index)
         for rid in rd.dropped_reads:
@@ -530,53 +512,9 @@ class ConsensusServer:
         early_types = _EARLY_TYPES
         return all(m.term == term and m.type in early_types for m in rd.messages)
 
-    def _apply(self, committed: list[Entry]) -> None:
-        apply = self.sm.apply
-        normal = EntryKind.NORMAL
-        applied = self.applied
-        done: list[Entry] = []
-        results: list[Any] = []
-        for e in committed:
-            if e.index <= applied:
-                continue  # already covered by a restored snapshot
-            if e.kind == normal:
-                try:
-                    result = apply(e)
-                except Exception as exc:
-                    # Deterministic: every replica fails the same command the same
-                    # way, so the log stays applicable; the proposer gets the error.
-                    log.warning(
-                        "node %d: state machine rejected entry %d: %r", self.id, e.index, exc
-                    )
-                    result = exc
-            else:
-                result = None
-            done.append(e)
-            results.append(result)
-            applied = e.index
-        if not done:
-            return
-        self.applied_term = done[-1].term
-        self.stats.entries_applied += len(done)
-        self.applied = applied
-        self._waiters.settle_applied(done, results, self.node.leader if self.node else 0)
-
     def _fail_pending(self, unknown: OutcomeUnknown, not_leader: NotLeader) -> None:
         self._waiters.fail_batches(unknown)
         self._waiters.fail_reads(not_leader)
-
-    async def _take_snapshot(self, node: RaftNode) -> None:
-        """Snapshot the state machine at ``applied``, make it durable, then let the
-        node trim its log (in that order: a crash in between loses nothing)."""
-        assert self.storage is not None
-        index, term = self.applied, self.applied_term
-        data = self.sm.snapshot()
-        snap = Snapshot(index, term, self.config.peers, data)
-        await asyncio.to_thread(self.storage.save_snapshot, snap)
-        node.compact(index, data)
-        self._last_snapshot_index = index
-        self.stats.snapshots_taken += 1
-        log.info("node %d: snapshot at index %d (%d bytes)", self.id, index, len(data))
 
 
 def parse_peers(spec: str) -> dict[int, tuple[str, int]]:
