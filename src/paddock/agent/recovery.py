@@ -142,6 +142,15 @@ def _recover_supervised(agent: Agent, task: Task, rec: dict[str, Any]) -> str | 
     name = f"{task.framework_id}.{task.task_id}.{task.run_id}"
     group = agent.cgroups.existing(name) if agent.cgroups.available else None
     proc = SupervisedTask.reattach(rec, task.sandbox, group if group and group.paths else None)
+    outcome = proc.load_outcome()
+    if outcome.problem is None:  # it ended while the agent was down
+        # (its supervisor may still be exiting: the recorded end is the truth, and
+        # reconnecting would report it RUNNING first)
+        log.info(
+            "task %s ended while the agent was down (status %s)", task.task_id, proc.returncode
+        )
+        report_outcome(agent, task, proc)
+        return None
     if proc.supervisor_alive():
         if agent.config.recover == "reconnect":
             task.process = proc
@@ -170,11 +179,8 @@ def _recover_supervised(agent: Agent, task: Task, rec: dict[str, Any]) -> str | 
         proc.kill_now()  # its supervisor records the end and exits
         agent_restarted_end("(--recover=cleanup) and killed the task's process").report(agent, task)
         return None
-    outcome = proc.load_outcome()
-    if outcome.problem is None:  # it ended while the agent was down
-        log.info(
-            "task %s ended while the agent was down (status %s)", task.task_id, proc.returncode
-        )
+    outcome = proc.load_outcome()  # again: the supervisor may have ended since
+    if outcome.problem is None:
         report_outcome(agent, task, proc)
         return None
     proc.kill_now()  # no supervisor any more: nobody would report it
