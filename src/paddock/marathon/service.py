@@ -299,7 +299,11 @@ class MarathonService:
         for dep_id in sorted(self._unremoved - set(self._running)):
             self._remove_record(dep_id)
         try:
-            self.store.prune(keep_roots=keep, app_ids=touched)
+            self.store.prune(
+                keep_roots=keep,
+                app_ids=touched,
+                known_deployments={*self._running, plan.id},  # roots kept above / current
+            )
         except Exception:
             log.warning("pruning old versions failed", exc_info=True)
 

@@ -308,7 +308,12 @@ class MarathonStore:
                 raise StoreConflict(f"root version {root.version} is already taken") from None
         self._snapshots[root.version] = snap
 
-    def prune(self, keep_roots: Iterable[str] = (), app_ids: Iterable[str] | None = None) -> int:
+    def prune(
+        self,
+        keep_roots: Iterable[str] = (),
+        app_ids: Iterable[str] | None = None,
+        known_deployments: Iterable[str] = (),
+    ) -> int:
         """Delete root snapshots beyond the newest ``max_versions`` and app versions beyond
         each app's newest ``max_versions`` (all apps, or only ``app_ids``).
 
@@ -320,7 +325,11 @@ class MarathonStore:
         current, _ = self.load_root()
         # Also the roots of every stored deployment record, whoever wrote it: a record
         # whose removal failed (or a dead leader's) must stay loadable by the next leader.
-        stored = [(d.original_version, d.target_version) for d in self.deployments()]
+        # (Records in ``known_deployments`` have their roots in ``keep_roots`` already and
+        # are not read again: usually that is all of them.)
+        stored = [
+            (d.original_version, d.target_version) for d in self.deployments(skip=known_deployments)
+        ]
         keep = {v for v in (current.version, *keep_roots, *(v for p in stored for v in p)) if v}
         roots = self.root_versions()
         retained = set(roots[: self.max_versions]) | keep
@@ -349,11 +358,17 @@ class MarathonStore:
 
     # -- deployments -----------------------------------------------------------------
 
-    def deployments(self) -> list[StoredDeployment]:
+    def deployments(self, skip: Iterable[str] = ()) -> list[StoredDeployment]:
+        """The stored deployment records (but those in ``skip``), read pipelined."""
+        known = set(skip)
+        ids = [
+            d for d in sorted(self.client.get_children(self._p("deployments"))) if d not in known
+        ]
+        pending = [self.client.get_async(self._p("deployments", d)) for d in ids]
         out = []
-        for dep_id in sorted(self.client.get_children(self._p("deployments"))):
+        for result in pending:
             try:
-                data, _ = self.client.get(self._p("deployments", dep_id))
+                data, _ = result.get()
             except NoNodeError:
                 continue
             out.append(StoredDeployment.from_json(_load(data)))
