@@ -13,7 +13,6 @@ the user; the sandbox itself (and what was fetched into it) is the user's.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from dataclasses import dataclass
 
 from paddock.agent.task_user import TaskUser, chown_sandbox
@@ -49,21 +48,13 @@ class ExecutorProcess(TaskProcess):
         if not self.spec.shell:
             self._check_executable()
         with open(self.sandbox / "stdout", "ab") as out, open(self.sandbox / "stderr", "ab") as err:
-            try:
-                self.process = await asyncio.create_subprocess_exec(
-                    *self.spec.argv,
-                    executable=self.spec.executable,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    cwd=str(self.sandbox),
-                    env=self.env,
-                    start_new_session=True,
-                    user=user.uid,
-                    group=user.gid,
-                    extra_groups=list(user.groups),
-                )
-            except OSError as exc:
-                raise LaunchError(
-                    f"Failed to launch {self.spec.argv[0]!r} as user {user.name!r}: {exc.strerror}"
-                ) from None
+            await self._spawn(
+                list(self.spec.argv),
+                self.spec.executable,
+                out,
+                err,
+                as_user=f" as user {user.name!r}",
+                user=user.uid,
+                group=user.gid,
+                extra_groups=list(user.groups),
+            )

@@ -284,6 +284,24 @@ class TaskProcess:
         if self.cgroup is not None:
             argv, executable = cgroup_join_wrapper(self.cgroup.procs_files(), self.spec), None
         try:
+            await self._spawn(argv, executable, out, err)
+        finally:
+            out.close()
+            err.close()
+
+    async def _spawn(
+        self,
+        argv: list[str],
+        executable: str | None,
+        out: Any,
+        err: Any,
+        *,
+        as_user: str = "",
+        **options: Any,
+    ) -> None:
+        """Start the child in its sandbox and its own session; an OSError is a LaunchError
+        (``as_user`` and ``options``: the user switch of :class:`ExecutorProcess`)."""
+        try:
             self.process = await asyncio.create_subprocess_exec(
                 *argv,
                 executable=executable,
@@ -293,12 +311,12 @@ class TaskProcess:
                 cwd=str(self.sandbox),
                 env=self.env,
                 start_new_session=True,
+                **options,
             )
         except OSError as exc:
-            raise LaunchError(f"Failed to launch {self.spec.argv[0]!r}: {exc.strerror}") from None
-        finally:
-            out.close()
-            err.close()
+            raise LaunchError(
+                f"Failed to launch {self.spec.argv[0]!r}{as_user}: {exc.strerror}"
+            ) from None
 
     def _check_executable(self) -> None:
         """Report a missing program as a launch failure (through the cgroup wrapper it
